@@ -1,0 +1,152 @@
+"""Cassandra access from asyncio.
+
+cassandra-driver is callback based and runs its own I/O thread. :class:`Cassandra`
+bridges its ``ResponseFuture`` to asyncio futures, prepares each statement once, and
+turns driver failures into :class:`~hub.errors.Unavailable` so callers answer 503
+instead of 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cassandra import OperationTimedOut, RequestExecutionException
+from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra.connection import ConnectionException
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from hub.config import CassandraSettings
+from hub.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+try:  # The C reactor is faster and does not depend on asyncore (removed in Python 3.12).
+    from cassandra.io.libevreactor import LibevConnection as _Connection
+except ImportError:  # pragma: no cover - depends on how the driver was built
+    from cassandra.io.asyncioreactor import AsyncioConnection as _Connection  # type: ignore[assignment]
+
+# Failures of availability (answer 503 and let the client retry). A malformed statement
+# (InvalidRequest) is a bug and is left to surface as one.
+_DRIVER_ERRORS = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, OSError)
+
+
+def make_cluster(settings: CassandraSettings) -> Cluster:
+    kwargs: dict[str, Any] = {}
+    if settings.protocol_version is not None:
+        kwargs["protocol_version"] = settings.protocol_version
+    return Cluster(
+        contact_points=list(settings.hosts),
+        port=settings.port,
+        connection_class=_Connection,
+        load_balancing_policy=RoundRobinPolicy(),
+        # Reconnect quickly so /readyz recovers within seconds of Cassandra coming back.
+        reconnection_policy=ConstantReconnectionPolicy(delay=1.0, max_attempts=None),
+        connect_timeout=settings.request_timeout,
+        control_connection_timeout=settings.request_timeout,
+        idle_heartbeat_interval=2,
+        idle_heartbeat_timeout=3,
+        **kwargs,
+    )
+
+
+class Cassandra:
+    """An open session plus an asyncio-friendly ``execute``."""
+
+    def __init__(self, cluster: Cluster, session: Session, keyspace: str, timeout: float) -> None:
+        self.cluster = cluster
+        self.session = session
+        self.keyspace = keyspace
+        self.timeout = timeout
+        self._prepared: dict[str, PreparedStatement] = {}
+
+    @classmethod
+    async def connect(cls, settings: CassandraSettings, keyspace: str | None = None) -> Cassandra:
+        """Connect in a thread (the driver blocks); ``keyspace`` may not exist yet (migrate)."""
+        cluster = make_cluster(settings)
+        try:
+            session = await asyncio.to_thread(cluster.connect)
+        except _DRIVER_ERRORS as e:
+            cluster.shutdown()
+            raise Unavailable(f"Cassandra at {', '.join(settings.hosts)}:{settings.port} does not answer: {e}") from e
+        session.default_timeout = settings.request_timeout
+        ks = keyspace if keyspace is not None else settings.keyspace
+        return cls(cluster, session, ks, settings.request_timeout)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.cluster.shutdown)
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        # Statements are written with {ks}, so one code path serves any keyspace (tests use
+        # a keyspace per run). Preparing blocks briefly, once per statement per process.
+        stmt = self._prepared.get(cql)
+        if stmt is None:
+            stmt = self.session.prepare(cql.replace("{ks}", self.keyspace))
+            self._prepared[cql] = stmt
+        return stmt
+
+    async def execute(self, cql: str, params: Sequence[Any] | None = None, *, fetch_size: int | None = None) -> list[Any]:
+        """Run one statement (prepared when it has parameters) and return all its rows."""
+        try:
+            stmt: Any = self.prepare(cql) if params is not None else cql.replace("{ks}", self.keyspace)
+            if fetch_size is not None and params is not None:
+                stmt = stmt.bind(params)
+                stmt.fetch_size = fetch_size
+                params = None
+            rows: list[Any] = []
+            future = self.session.execute_async(stmt, params, timeout=self.timeout)
+            while True:
+                page = await _wrap(future)
+                rows.extend(page)
+                if not future.has_more_pages:
+                    return rows
+                future.start_fetching_next_page()
+        except _DRIVER_ERRORS as e:
+            raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
+
+    async def execute_many(self, cql: str, params_list: Iterable[Sequence[Any]], concurrency: int = 64) -> None:
+        """Run one prepared statement for many parameter sets, ``concurrency`` in flight."""
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(p: Sequence[Any]) -> None:
+            async with sem:
+                await self.execute(cql, p)
+
+        await asyncio.gather(*(one(p) for p in params_list))
+
+    async def batch(self, statements: Iterable[tuple[str, Sequence[Any]]], *, logged: bool = True) -> None:
+        """A batch: logged when rows in several tables must land together or not at all."""
+        batch = BatchStatement(batch_type=BatchType.LOGGED if logged else BatchType.UNLOGGED)
+        try:
+            for cql, params in statements:
+                batch.add(self.prepare(cql), params)
+            await _wrap(self.session.execute_async(batch, timeout=self.timeout))
+        except _DRIVER_ERRORS as e:
+            raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
+
+
+def _wrap(future: ResponseFuture) -> asyncio.Future[list[Any]]:
+    """An asyncio future resolved from the driver's I/O thread."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[list[Any]] = loop.create_future()
+
+    def ok(rows: list[Any]) -> None:
+        loop.call_soon_threadsafe(_set, result, rows, None)
+
+    def err(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(_set, result, None, exc)
+
+    future.add_callbacks(ok, err)
+    return result
+
+
+def _set(fut: asyncio.Future[list[Any]], rows: list[Any] | None, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(list(rows or ()))

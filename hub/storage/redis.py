@@ -1,0 +1,68 @@
+"""Redis clients and key naming.
+
+Redis is a cache and a transport (contract section 6): everything here can be rebuilt
+from Cassandra. Every key starts with ``<prefix>:<app>:`` so several hubs or test runs
+share one server without flushing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hub.config import RedisSettings
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def connect(settings: RedisSettings, *, max_connections: int = 200) -> aioredis.Redis:
+    # hiredis is picked up by redis-py automatically when installed (it is a dependency).
+    return aioredis.Redis.from_url(
+        settings.url,
+        decode_responses=True,
+        max_connections=max_connections,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+    )
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one app. Built once per app and reused."""
+
+    prefix: str
+    app: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{self.app}"
+
+    def feed(self, feed: str) -> str:
+        """Flat feed cache: lex-sorted set of activity ids (all scores 0)."""
+        return f"{self.base}:f:{feed}"
+
+    def activity(self, activity_id: str) -> str:
+        return f"{self.base}:a:{activity_id}"
+
+    def followers(self, user: str) -> str:
+        return f"{self.base}:fr:{user}"
+
+    def following(self, user: str) -> str:
+        return f"{self.base}:fg:{user}"
+
+    def active(self) -> str:
+        """Sorted set user -> last time (unix seconds) they read or connected."""
+        return f"{self.base}:active"
+
+    def celebrities(self) -> str:
+        return f"{self.base}:celebs"
+
+    def webhook(self, webhook_id: str) -> str:
+        return f"{self.base}:wh:{webhook_id}"
+
+    def rate(self) -> str:
+        return f"{self.base}:rate"
