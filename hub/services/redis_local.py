@@ -45,7 +45,7 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
         return None
     if not is_local_host(host):
         raise ServiceError(f"Redis at {address} does not answer, and the hub only starts servers on this machine (127.0.0.1)")
-    idir = instance_dir(state_dir, port)
+    idir = instance_dir(state_dir, port).resolve()
     pid_file, log_path = idir / "redis.pid", idir / "redis.log"
     pid = running_pid(pid_file, MARKER)
     if pid is not None:
@@ -59,7 +59,7 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
     binary = ensure_redis_server(progress)
     idir.mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--bind", bind_address(host), "--port", str(port), "--dir", str(idir.resolve()),
+        binary, "--bind", bind_address(host), "--port", str(port), "--dir", str(idir),
         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
     ]
     progress(f"starting Redis on {address} (log: {log_path})")
@@ -67,7 +67,7 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
     try:
         took = wait_until(lambda: redis_answers(host, port), what=f"Redis on {address}", timeout=START_TIMEOUT,
                           proc=proc, log_path=log_path)
-    except ServiceError:
+    except BaseException:
         discard(proc, pid_file)
         raise
     progress(f"Redis answers after {took:.1f} s")
@@ -76,7 +76,7 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
 
 def redis_instance(port: int, state_dir: Path, host: str = "127.0.0.1") -> ManagedService | None:
     """The hub-started Redis for ``port`` under ``state_dir``, if it runs."""
-    idir = instance_dir(state_dir, port)
+    idir = instance_dir(state_dir, port).resolve()
     pid = running_pid(idir / "redis.pid", MARKER)
     if pid is None:
         return None

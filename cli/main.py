@@ -1,0 +1,156 @@
+"""The ``hub`` command.
+
+It lives outside ``hub/`` because it wires every part together (web, workers, realtime),
+while ``hub/`` must import none of them. Each subcommand reads the configuration once and
+passes the settings down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from hub.config import Settings, load_settings
+from hub.errors import ConfigError, HubError
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+        return int(args.func(args, settings) or 0)
+    except ConfigError as e:
+        print(f"hub: {e}", file=sys.stderr)
+        return 2
+    except HubError as e:
+        print(f"hub: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hub", description="Notification and activity hub")
+    p.add_argument("--config", help="configuration file (default: $HUB_CONFIG or ./config.toml)")
+    sub = p.add_subparsers(dest="command")
+
+    up = sub.add_parser("up", help="start local services if needed, migrate, run server and worker")
+    up.set_defaults(func=_up)
+
+    serve = sub.add_parser("serve", help="HTTP API, websocket gateway and pages")
+    serve.add_argument("--port", type=int, help="override server.port")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="arq worker: fan-out, aggregation, maintenance")
+    worker.add_argument("--queue", choices=["high", "low"], help="consume only this queue (default: both)")
+    worker.set_defaults(func=_worker)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the keyspace and tables")
+    migrate.set_defaults(func=_migrate)
+
+    services = sub.add_parser("services", help="the local Redis and Cassandra that `hub up` manages")
+    services.add_argument("action", choices=["start", "stop", "status"])
+    services.set_defaults(func=_services)
+
+    token = sub.add_parser("token", help="print a user token")
+    token.add_argument("app")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.set_defaults(func=_token)
+
+    bench = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
+    bench.add_argument("scenario", choices=["fanout", "intake"])
+    bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
+    bench.set_defaults(func=_bench)
+    return p
+
+
+def _install_uvloop() -> None:
+    import uvloop
+
+    uvloop.install()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from web.app import create_app
+
+    _install_uvloop()
+    port = args.port or settings.server.port
+    web.run_app(create_app(settings), host=settings.server.host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.queue import PRIORITIES
+    from workers.main import run_workers
+
+    _install_uvloop()
+    queues = (args.queue,) if args.queue else PRIORITIES
+    asyncio.run(run_workers(settings, queues))
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.storage.schema import LATEST, migrate
+
+    applied = asyncio.run(migrate(settings.cassandra, progress=print))
+    ks = settings.cassandra.keyspace
+    print(f"keyspace {ks}: schema version {LATEST}" + (f" (applied {applied})" if applied else " (up to date)"))
+    return 0
+
+
+def _services(args: argparse.Namespace, settings: Settings) -> int:
+    from hub import services
+
+    try:
+        if args.action == "start":
+            services.start(settings, progress=print)
+        elif args.action == "stop":
+            services.stop(settings, progress=print)
+        else:
+            for st in services.status(settings):
+                print(st)
+    except services.ServiceError as e:
+        print(f"hub: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.domain.tokens import issue_token
+
+    app = settings.apps.get(args.app)
+    if app is None:
+        print(f"hub: no app {args.app!r} in the configuration", file=sys.stderr)
+        return 2
+    print(issue_token(app.id, app.key, args.user, args.ttl, now=int(time.time())))
+    return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.up import up
+
+    return up(settings, config=args.config)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.main import run_bench
+
+    return run_bench(settings, args.scenario, quick=args.quick, config=args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

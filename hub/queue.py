@@ -1,0 +1,49 @@
+"""The job queue shared by producers (web, workers) and consumers (workers).
+
+Jobs travel through arq in Redis. Arguments are plain JSON (ids and numbers, never
+pickled objects), so a job can be read, replayed or produced by anything. Job ids are
+deterministic where a job must not run twice concurrently for the same work (arq keeps
+one job per id).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings as ArqRedisSettings
+
+from hub.config import RedisSettings
+
+HIGH = "high"
+LOW = "low"
+PRIORITIES = (HIGH, LOW)
+
+
+def queue_name(settings: RedisSettings, priority: str) -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown queue {priority!r}")
+    return f"{settings.key_prefix}:queue:{priority}"
+
+
+def serialize(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def deserialize(data: bytes) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+def arq_redis_settings(settings: RedisSettings) -> ArqRedisSettings:
+    return ArqRedisSettings.from_dsn(settings.url)
+
+
+async def connect_queue(settings: RedisSettings) -> ArqRedis:
+    return await create_pool(
+        arq_redis_settings(settings),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=queue_name(settings, HIGH),
+    )

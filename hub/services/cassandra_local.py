@@ -1,0 +1,188 @@
+"""A local Cassandra 2.1 for development and tests, run with ``java`` directly.
+
+The stock ``bin/cassandra`` script passes CMS/ParNew flags that Java 17 rejects, so the
+daemon is started by hand with G1 and every ``java.base`` package opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java, write_add_opens
+from hub.services.process import (
+    ManagedService, Progress, ServiceError, ServiceStatus, bind_address, discard, exchange,
+    is_local_host, port_free, running_pid, spawn_detached, tcp_open, wait_until,
+)
+
+NAME = "cassandra"
+MARKER = "org.apache.cassandra.service.CassandraDaemon"
+START_TIMEOUT = 90.0
+STOP_GRACE = 30.0
+# OPTIONS in protocol v3: version 3, no flags, stream 0, opcode 5, empty body.
+_CQL_OPTIONS = bytes([0x03, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00])
+
+_LOGBACK = """<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level %date{HH:mm:ss,SSS} [%thread] %logger{0} %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT" /></root>
+  <logger name="com.thinkaurelius.thrift" level="ERROR"/>
+</configuration>
+"""
+
+
+def instance_dir(state_dir: Path, port: int) -> Path:
+    return Path(state_dir) / f"cassandra-{port}"
+
+
+def storage_ports(native_port: int) -> tuple[int, int]:
+    """Gossip ports derived from the native port, so instances on different ports don't collide.
+
+    9042 maps to Cassandra's own defaults (7000, 7001). The SSL port is only bound with
+    internode encryption, which stays off, so its overlap with a neighbour's is harmless.
+    """
+    base = native_port - 2042 if native_port - 2042 >= 1024 else native_port + 2042
+    return base, base + 1
+
+
+def cql_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if a CQL server replies to OPTIONS (any protocol version, even with an error)."""
+    reply = exchange(host, port, _CQL_OPTIONS, timeout=timeout, want=5)
+    return len(reply) >= 5 and reply[0] & 0x80 != 0 and 1 <= reply[0] & 0x7F <= 5
+
+
+def release_version(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """``release_version`` from system.local over a real driver session, or None if that fails."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
+
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
+    cluster = Cluster([host], port=port, protocol_version=3, connect_timeout=timeout,
+                      control_connection_timeout=timeout, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    # A node still starting makes the driver log connection errors that mean nothing here.
+    driver_log = logging.getLogger("cassandra")
+    level = driver_log.level
+    driver_log.setLevel(logging.CRITICAL)
+    try:
+        row = cluster.connect().execute("SELECT release_version FROM system.local").one()
+        return str(row.release_version) if row is not None else None
+    except Exception:
+        return None
+    finally:
+        cluster.shutdown()
+        driver_log.setLevel(level)
+
+
+def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
+    """The tarball's cassandra.json with our changes, as ``<instance>/cassandra.yaml`` (JSON is YAML)."""
+    config = json.loads((tree.parent / "cassandra.json").read_text())
+    ip = bind_address(host)
+    storage, ssl_storage = storage_ports(port)
+    config.update({
+        "cluster_name": "hub",
+        "listen_address": ip,
+        "rpc_address": ip,
+        "seed_provider": [{"class_name": "org.apache.cassandra.locator.SimpleSeedProvider",
+                           "parameters": [{"seeds": ip}]}],
+        "native_transport_port": port,
+        "storage_port": storage,
+        "ssl_storage_port": ssl_storage,
+        "start_native_transport": True,
+        "start_rpc": False,
+        "num_tokens": 16,
+        "data_file_directories": [str(idir / "data")],
+        "commitlog_directory": str(idir / "commitlog"),
+        "saved_caches_directory": str(idir / "saved_caches"),
+        # Acknowledged writes survive kill -9 with batch sync; periodic (10 s) loses them.
+        "commitlog_sync": "batch",
+        "commitlog_sync_batch_window_in_ms": 2,
+        # Tests drop and truncate often; a snapshot each time would only fill the disk.
+        "auto_snapshot": False,
+    })
+    # 2.1 refuses to start with a periodic setting next to batch sync.
+    config.pop("commitlog_sync_period_in_ms", None)
+    for sub in ("data", "commitlog", "saved_caches"):
+        (idir / sub).mkdir(parents=True, exist_ok=True)
+    path = idir / "cassandra.yaml"
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def java_argv(java: str, tree: Path, idir: Path, heap_mb: int) -> list[str]:
+    lib = tree / "lib"
+    classpath = ":".join([str(tree / "conf"), *sorted(str(j) for j in lib.glob("*.jar"))])
+    argfile = write_add_opens(java, idir / "jvm-add-opens.args")
+    (idir / "logback.xml").write_text(_LOGBACK)
+    return [
+        java, f"@{argfile}",
+        f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-Xss256k", "-XX:+UseG1GC",
+        f"-javaagent:{lib / 'jamm-0.2.6.jar'}",
+        "-Djava.net.preferIPv4Stack=true",
+        # No com.sun.management.jmxremote.port: JMX stays off rather than listening on 0.0.0.0.
+        f"-Dcassandra.config=file://{idir / 'cassandra.yaml'}",
+        f"-Dlogback.configurationFile={idir / 'logback.xml'}",
+        "-Dcassandra-foreground=yes",
+        f"-Dcassandra.storagedir={idir}",
+        "-cp", classpath,
+        MARKER,
+    ]
+
+
+def start_cassandra(
+    host: str, port: int, state_dir: Path, cache_dir: Path, heap_mb: int = 512, progress: Progress = print,
+) -> ManagedService | None:
+    """Start Cassandra 2.1 on host:port unless a CQL server already answers there (then None)."""
+    address = f"{host}:{port}"
+    if cql_answers(host, port):
+        progress(f"Cassandra already answers at {address}")
+        return None
+    if not is_local_host(host):
+        raise ServiceError(f"Cassandra at {address} does not answer, and the hub only starts servers on this machine (127.0.0.1)")
+    idir = instance_dir(state_dir, port).resolve()
+    pid_file, log_path = idir / "cassandra.pid", idir / "cassandra.log"
+    ready = lambda: cql_answers(host, port) and release_version(host, port) is not None  # noqa: E731
+    pid = running_pid(pid_file, MARKER)
+    if pid is not None:
+        progress(f"Cassandra (pid {pid}) is starting; waiting for it (log: {log_path})")
+        wait_until(ready, what=f"Cassandra on {address}", timeout=START_TIMEOUT, proc=None, log_path=log_path)
+        return None
+    if tcp_open(host, port):
+        raise ServiceError(f"cannot start Cassandra on {address}: the port is taken by something that does not speak CQL")
+    storage, _ = storage_ports(port)
+    if not port_free(bind_address(host), storage):
+        raise ServiceError(f"cannot start Cassandra on {address}: its storage port {storage} is taken")
+    java = ensure_java(progress)
+    tree = ensure_cassandra_tree(cache_dir, progress)
+    idir.mkdir(parents=True, exist_ok=True)
+    write_config(tree, idir, host, port)
+    argv = java_argv(java, tree, idir, heap_mb)
+    progress(f"starting Cassandra 2.1 on {address} (log: {log_path})")
+    proc = spawn_detached(argv, log_path, idir, pid_file)
+    try:
+        took = wait_until(ready, what=f"Cassandra on {address}", timeout=START_TIMEOUT, proc=proc,
+                          log_path=log_path, interval=0.5)
+    except BaseException:
+        discard(proc, pid_file)
+        raise
+    progress(f"Cassandra answers after {took:.1f} s")
+    return ManagedService(NAME, proc.pid, address, log_path, pid_file, MARKER, STOP_GRACE, proc)
+
+
+def cassandra_instance(port: int, state_dir: Path, host: str = "127.0.0.1") -> ManagedService | None:
+    """The hub-started Cassandra for ``port`` under ``state_dir``, if it runs."""
+    idir = instance_dir(state_dir, port).resolve()
+    pid = running_pid(idir / "cassandra.pid", MARKER)
+    if pid is None:
+        return None
+    return ManagedService(NAME, pid, f"{host}:{port}", idir / "cassandra.log", idir / "cassandra.pid", MARKER, STOP_GRACE)
+
+
+def cassandra_status(host: str, port: int, state_dir: Path) -> ServiceStatus:
+    address = f"{host}:{port}"
+    answers = cql_answers(host, port)
+    mine = cassandra_instance(port, state_dir, host) if is_local_host(host) else None
+    if mine is not None:
+        return ServiceStatus(NAME, "running", address, mine.pid, mine.log_path, answers)
+    return ServiceStatus(NAME, "answering" if answers else "stopped", address, answers=answers)

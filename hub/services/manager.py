@@ -1,0 +1,86 @@
+"""``hub services start|stop|status``: both local servers together, driven by the settings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from hub.config import Settings
+from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java
+from hub.services.cassandra_local import cassandra_instance, cassandra_status, cql_answers, start_cassandra
+from hub.services.process import ManagedService, Progress, ServiceError, ServiceStatus, is_local_host
+from hub.services.redis_local import ensure_redis_server, redis_answers, redis_instance, redis_status, start_redis
+
+KINDS = ("redis", "cassandra")
+
+
+def start(settings: Settings, progress: Progress = print) -> list[ManagedService]:
+    """Start whichever of Redis and Cassandra does not answer yet; return those started."""
+    r, c, sv = settings.redis, settings.cassandra, settings.services
+    chost = c.hosts[0]
+    # Install first, one at a time: two apt-get runs would fight over the dpkg lock.
+    if is_local_host(r.host) and not redis_answers(r.host, r.port):
+        ensure_redis_server(progress)
+    if is_local_host(chost) and not cql_answers(chost, c.port):
+        ensure_java(progress)
+        ensure_cassandra_tree(sv.cache_dir, progress)
+    # Then start both at once: Redis is up long before Cassandra, which takes seconds.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-services") as pool:
+        futures = [
+            pool.submit(start_redis, r.host, r.port, sv.state_dir, progress),
+            pool.submit(start_cassandra, chost, c.port, sv.state_dir, sv.cache_dir, sv.cassandra_heap_mb, progress),
+        ]
+        started: list[ManagedService] = []
+        errors: list[str] = []
+        for future in futures:
+            try:
+                service = future.result()
+            except ServiceError as e:
+                errors.append(str(e))
+                continue
+            if service is not None:
+                started.append(service)
+    if errors:
+        # What did start keeps running; `hub services stop` stops it.
+        raise ServiceError("; ".join(errors))
+    return started
+
+
+def stop_instance(kind: str, port: int, state_dir: Path, progress: Progress = print) -> bool:
+    """Stop the hub-started ``kind`` ("redis" or "cassandra") on ``port``; False if none runs."""
+    if kind == "redis":
+        service = redis_instance(port, state_dir)
+    elif kind == "cassandra":
+        service = cassandra_instance(port, state_dir)
+    else:
+        raise ValueError(f"unknown service kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if service is None:
+        return False
+    progress(f"stopping {service.name} on port {port} (pid {service.pid})...")
+    service.stop()
+    return True
+
+
+def stop(settings: Settings, progress: Progress = print) -> list[str]:
+    """Stop what the hub started (Cassandra first); return the names of the services stopped."""
+    stopped: list[str] = []
+    targets = [
+        ("cassandra", settings.cassandra.hosts[0], settings.cassandra.port, cql_answers),
+        ("redis", settings.redis.host, settings.redis.port, redis_answers),
+    ]
+    for kind, host, port, answers in targets:
+        if is_local_host(host) and stop_instance(kind, port, settings.services.state_dir, progress):
+            stopped.append(kind)
+        elif answers(host, port):
+            progress(f"{kind} at {host}:{port} was not started by the hub; left running")
+        else:
+            progress(f"{kind} at {host}:{port} is not running")
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    sd = settings.services.state_dir
+    return [
+        redis_status(settings.redis.host, settings.redis.port, sd),
+        cassandra_status(settings.cassandra.hosts[0], settings.cassandra.port, sd),
+    ]

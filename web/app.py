@@ -1,0 +1,48 @@
+"""The aiohttp application: HTTP API, websocket gateway and pages in one app.
+
+``create_app(settings)`` builds it; Redis, Cassandra and the job queue are opened and
+closed in ``cleanup_ctx`` so tests and ``hub serve`` share one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hub.config import Settings
+from hub.queue import connect_queue
+from hub.storage import redis as redis_storage
+from hub.storage.cassandra import Cassandra
+from web.errors import errors_middleware
+from web.keys import CASSANDRA, METRICS, QUEUE, REDIS, SETTINGS
+from web.metrics import Metrics
+from web.routes import setup_routes
+
+# Bodies above this are refused before they are read (contract: 413 too_large).
+MAX_BODY = 1024 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_cassandra)
+    setup_routes(app)
+    return app
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[REDIS] = redis_storage.connect(settings.redis)
+    app[QUEUE] = await connect_queue(settings.redis)
+    yield
+    await app[QUEUE].aclose()
+    await app[REDIS].aclose()
+
+
+async def _cassandra(app: web.Application) -> AsyncIterator[None]:
+    app[CASSANDRA] = await Cassandra.connect(app[SETTINGS].cassandra)
+    yield
+    await app[CASSANDRA].close()

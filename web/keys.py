@@ -1,0 +1,17 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from hub.config import Settings
+from hub.storage.cassandra import Cassandra
+from web.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+CASSANDRA = web.AppKey("cassandra", Cassandra)
+QUEUE = web.AppKey("queue", ArqRedis)
+METRICS = web.AppKey("metrics", Metrics)

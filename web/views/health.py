@@ -1,0 +1,51 @@
+"""Operations endpoints: liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub.errors import Unavailable
+from hub.storage.redis import REDIS_DOWN
+from web.keys import CASSANDRA, METRICS, REDIS
+
+# /readyz must answer within a load balancer's patience even when a dependency hangs.
+CHECK_TIMEOUT = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    async def redis_ok() -> str | None:
+        try:
+            await asyncio.wait_for(request.app[REDIS].ping(), CHECK_TIMEOUT)
+            return None
+        except (asyncio.TimeoutError, *REDIS_DOWN) as e:
+            return f"redis: {type(e).__name__}: {e}"
+
+    async def cassandra_ok() -> str | None:
+        try:
+            await asyncio.wait_for(
+                request.app[CASSANDRA].execute("SELECT release_version FROM system.local"), CHECK_TIMEOUT
+            )
+            return None
+        except (asyncio.TimeoutError, Unavailable) as e:
+            return f"cassandra: {type(e).__name__}: {e}"
+
+    failures = [f for f in await asyncio.gather(redis_ok(), cassandra_ok()) if f]
+    if failures:
+        names = ", ".join(f.split(":", 1)[0] for f in failures)
+        return web.json_response(
+            {"error": {"code": "unavailable", "message": f"{names} not answering: " + "; ".join(failures)}},
+            status=503,
+        )
+    return web.json_response({"status": "ready", "redis": "ok", "cassandra": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,75 @@
+"""Build and run arq workers from the hub's settings.
+
+``hub worker`` runs one worker per queue (high and low priority) in one process, sharing
+one set of clients. ``--queue`` limits it to one, for deployments that scale them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from arq.worker import Function, Worker, func
+
+from hub.config import Settings
+from hub.queue import PRIORITIES, arq_redis_settings, deserialize, queue_name, serialize
+from workers.context import JobContext
+from workers.jobs import maintenance
+
+log = logging.getLogger(__name__)
+
+
+def functions(settings: Settings) -> list[Function]:
+    timeout = settings.worker.job_timeout
+    return [
+        func(maintenance.ping, name="ping", timeout=timeout, max_tries=settings.worker.max_tries),
+    ]
+
+
+def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burst: bool = False) -> Worker:
+    return Worker(
+        functions(settings),
+        queue_name=queue_name(settings.redis, priority),
+        # Each worker owns its pool: Worker.close() closes it.
+        redis_settings=arq_redis_settings(settings.redis),
+        ctx=ctx,
+        burst=burst,
+        handle_signals=False,
+        max_jobs=settings.worker.max_jobs,
+        job_timeout=settings.worker.job_timeout,
+        max_tries=settings.worker.max_tries,
+        poll_delay=settings.worker.poll_delay,
+        keep_result=60,
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        log_results=False,
+    )
+
+
+async def run_workers(settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False) -> None:
+    """Run until SIGINT/SIGTERM (or, with ``burst``, until the queues are empty)."""
+    jc = await JobContext.open(settings)
+    ctx: dict[str, Any] = {"hub": jc}
+    workers = [build_worker(settings, q, ctx, burst=burst) for q in queues]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if not burst:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(w.async_run()) for w in workers]
+    try:
+        if burst:
+            await asyncio.gather(*tasks)
+        else:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in workers:
+            await w.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await jc.close()
