@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from hub.config import Settings
+from hub.core import Hub
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
 from web.errors import errors_middleware
-from web.keys import CASSANDRA, METRICS, QUEUE, REDIS, SETTINGS
+from web.keys import CASSANDRA, HUB, METRICS, QUEUE, REDIS, SETTINGS
 from web.metrics import Metrics
 from web.routes import setup_routes
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_cassandra)
+    app.on_startup.append(_hub)
     setup_routes(app)
     return app
 
@@ -46,3 +48,8 @@ async def _cassandra(app: web.Application) -> AsyncIterator[None]:
     app[CASSANDRA] = await Cassandra.connect(app[SETTINGS].cassandra)
     yield
     await app[CASSANDRA].close()
+
+
+async def _hub(app: web.Application) -> None:
+    # on_startup runs after every cleanup_ctx has opened its resource.
+    app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE])

@@ -7,6 +7,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from hub.config import Settings
+from hub.core import Hub
 from hub.storage.cassandra import Cassandra
 from web.metrics import Metrics
 
@@ -15,3 +16,4 @@ REDIS = web.AppKey("redis", Redis)
 CASSANDRA = web.AppKey("cassandra", Cassandra)
 QUEUE = web.AppKey("queue", ArqRedis)
 METRICS = web.AppKey("metrics", Metrics)
+HUB = web.AppKey("hub", Hub)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.views import health
+from web.views import apps, health
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
+    r = app.router
+    r.add_get("/healthz", health.healthz)
+    r.add_get("/readyz", health.readyz)
+    r.add_get("/metrics", health.metrics)
+
+    base = "/v1/apps/{app}"
+    r.add_post(f"{base}/activities", apps.post_activities)
+    r.add_delete(f"{base}/activities", apps.delete_activity)
+    r.add_delete(f"{base}/activities/{{id}}", apps.delete_activity)
+    r.add_put(f"{base}/follows", apps.put_follow)
+    r.add_delete(f"{base}/follows", apps.delete_follow)
+    r.add_get(f"{base}/users/{{user}}/followers", apps.followers)
+    r.add_get(f"{base}/users/{{user}}/following", apps.following)
+    r.add_post(f"{base}/tokens", apps.post_token)

@@ -1,37 +1,28 @@
-"""What every job receives in ``ctx["hub"]``: settings and open clients."""
+"""What every job receives: ``ctx["hub"]``, the settings and open clients of the process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from arq.connections import ArqRedis
-from redis.asyncio import Redis
+from typing import Any
 
 from hub.config import Settings
+from hub.core import Hub
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
 
 
-@dataclass
-class JobContext:
-    settings: Settings
-    redis: Redis
-    cassandra: Cassandra
-    queue: ArqRedis
-
-    @classmethod
-    async def open(cls, settings: Settings) -> JobContext:
-        cassandra = await Cassandra.connect(settings.cassandra)
-        return cls(settings, redis_storage.connect(settings.redis), cassandra, await connect_queue(settings.redis))
-
-    async def close(self) -> None:
-        await self.queue.aclose()
-        await self.redis.aclose()
-        await self.cassandra.close()
+async def open_hub(settings: Settings) -> Hub:
+    db = await Cassandra.connect(settings.cassandra)
+    return Hub.build(settings, redis_storage.connect(settings.redis), db, await connect_queue(settings.redis))
 
 
-def hub(ctx: dict[str, object]) -> JobContext:
-    jc = ctx["hub"]
-    assert isinstance(jc, JobContext)
-    return jc
+async def close_hub(hub: Hub) -> None:
+    await hub.queue.aclose()
+    await hub.redis.aclose()
+    await hub.db.close()
+
+
+def hub_of(ctx: dict[str, Any]) -> Hub:
+    hub = ctx["hub"]
+    assert isinstance(hub, Hub)
+    return hub

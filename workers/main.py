@@ -12,20 +12,32 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+from arq.cron import cron
 from arq.worker import Function, Worker, func
 
 from hub.config import Settings
-from hub.queue import PRIORITIES, arq_redis_settings, deserialize, queue_name, serialize
-from workers.context import JobContext
-from workers.jobs import maintenance
+from hub.queue import (
+    FANOUT, FANOUT_CHUNK, HIGH, PRIORITIES, REMOVE, SWEEP, arq_redis_settings, deserialize, queue_name, serialize,
+)
+from workers.context import close_hub, open_hub
+from workers.jobs import fanout, maintenance
 
 log = logging.getLogger(__name__)
 
 
 def functions(settings: Settings) -> list[Function]:
-    timeout = settings.worker.job_timeout
+    w = settings.worker
+    # Every job is idempotent, so a retry after a crash or a dependency outage is safe;
+    # a short timeout is what makes arq re-run a job whose worker was killed within seconds.
+    def job(coroutine: Any, name: str) -> Function:
+        return func(coroutine, name=name, timeout=w.job_timeout, max_tries=w.max_tries)
+
     return [
-        func(maintenance.ping, name="ping", timeout=timeout, max_tries=settings.worker.max_tries),
+        job(maintenance.ping, "ping"),
+        job(fanout.plan_fanout, FANOUT),
+        job(fanout.fanout_chunk, FANOUT_CHUNK),
+        job(fanout.remove_activity, REMOVE),
+        job(fanout.sweep_pending, SWEEP),
     ]
 
 
@@ -33,6 +45,10 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burs
     return Worker(
         functions(settings),
         queue_name=queue_name(settings.redis, priority),
+        # The sweep re-queues stored activities whose fan-out was never queued (at start
+        # and every 30 s); one queue runs it, arq's unique cron ids keep it once per tick.
+        cron_jobs=[cron(fanout.sweep_pending, name=SWEEP, second={0, 30}, run_at_startup=True)]
+        if priority == HIGH else None,
         # Each worker owns its pool: Worker.close() closes it.
         redis_settings=arq_redis_settings(settings.redis),
         ctx=ctx,
@@ -51,8 +67,8 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burs
 
 async def run_workers(settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False) -> None:
     """Run until SIGINT/SIGTERM (or, with ``burst``, until the queues are empty)."""
-    jc = await JobContext.open(settings)
-    ctx: dict[str, Any] = {"hub": jc}
+    hub = await open_hub(settings)
+    ctx: dict[str, Any] = {"hub": hub}
     workers = [build_worker(settings, q, ctx, burst=burst) for q in queues]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,4 +88,4 @@ async def run_workers(settings: Settings, queues: Sequence[str] = PRIORITIES, *,
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await jc.close()
+        await close_hub(hub)

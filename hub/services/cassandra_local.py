@@ -142,7 +142,11 @@ def start_cassandra(
         raise ServiceError(f"Cassandra at {address} does not answer, and the hub only starts servers on this machine (127.0.0.1)")
     idir = instance_dir(state_dir, port).resolve()
     pid_file, log_path = idir / "cassandra.pid", idir / "cassandra.log"
-    ready = lambda: cql_answers(host, port) and release_version(host, port) is not None  # noqa: E731
+
+    def ready() -> bool:
+        # The cheap probe first: a driver session per poll would be slow while the port is still closed.
+        return cql_answers(host, port) and release_version(host, port) is not None
+
     pid = running_pid(pid_file, MARKER)
     if pid is not None:
         progress(f"Cassandra (pid {pid}) is starting; waiting for it (log: {log_path})")

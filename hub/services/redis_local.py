@@ -30,7 +30,10 @@ def ensure_redis_server(progress: Progress) -> str:
     """The path of ``redis-server``, installing the Debian package first if needed."""
     path = shutil.which("redis-server")
     if path is None:
-        apt_install(["redis-server"], progress)
+        try:
+            apt_install(["redis-server"], progress)
+        except ServiceError as e:
+            raise ServiceError(f"redis-server is not installed: {e}") from None
         path = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
     if path is None:
         raise ServiceError("redis-server is still not on PATH after installing the redis-server package")

@@ -45,6 +45,17 @@ class Keys:
         """Flat feed cache: lex-sorted set of activity ids (all scores 0)."""
         return f"{self.base}:f:{feed}"
 
+    def agg(self, feed: str) -> str:
+        """Aggregated feed order: lex-sorted set of "<newest id>|<group id>"."""
+        return f"{self.base}:g:{feed}"
+
+    def agg_state(self, feed: str) -> str:
+        return f"{self.base}:gs:{feed}"
+
+    def built(self, feed: str) -> str:
+        """Set once a feed's cache was rebuilt completely from Cassandra."""
+        return f"{self.base}:ok:{feed}"
+
     def activity(self, activity_id: str) -> str:
         return f"{self.base}:a:{activity_id}"
 

@@ -1,0 +1,32 @@
+# Two commands take a fresh machine to a running (or tested) hub:
+#   make run   installs what is missing, starts local Redis and Cassandra if needed,
+#              applies the schema and runs server and worker (Ctrl-C stops them)
+#   make test  the same set-up, then the whole suite against the real services
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test venv bench clean
+
+run: $(STAMP)
+	$(VENV)/bin/hub up
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python venv is missing: installing python3-venv"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+bench: $(STAMP)
+	$(VENV)/bin/hub bench fanout
+
+clean:
+	rm -rf $(VENV) .hub

