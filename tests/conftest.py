@@ -87,3 +87,57 @@ async def redis(settings: Settings) -> AsyncIterator[object]:
     r = redis_storage.connect(settings.redis)
     yield r
     await r.aclose()
+
+
+def sign(app: AppSettings, body: bytes, msg_id: str | None = None, ts: int | None = None) -> dict[str, str]:
+    import time
+
+    from hub.domain.signing import sign as sign_body
+
+    msg_id = msg_id or "msg_" + secrets.token_hex(8)
+    ts = int(time.time()) if ts is None else ts
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": sign_body(app.key, msg_id, ts, body), "content-type": "application/json"}
+
+
+class AppCaller:
+    """Signed calls to the API as an app would make them."""
+
+    def __init__(self, client: object, app: AppSettings) -> None:
+        self.client = client
+        self.app = app
+
+    async def call(self, method: str, path: str, payload: object = None, **kw: object):  # type: ignore[no-untyped-def]
+        import json
+
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = sign(self.app, body)
+        return await self.client.request(method, f"/v1/apps/{self.app.id}{path}", data=body, headers=headers, **kw)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client):  # type: ignore[no-untyped-def]
+    from web.app import create_app
+
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def t1(client, settings: Settings) -> AppCaller:  # type: ignore[no-untyped-def]
+    return AppCaller(client, settings.apps["t1"])
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[None]:
+    """An arq worker (both queues) running in this event loop for the test."""
+    from workers.main import run_workers
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(settings, stop=stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+def uid(prefix: str = "u") -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"

@@ -65,24 +65,28 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burs
     )
 
 
-async def run_workers(settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False) -> None:
-    """Run until SIGINT/SIGTERM (or, with ``burst``, until the queues are empty)."""
+async def run_workers(
+    settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM, until ``stop`` is set, or (``burst``) until the queues are empty."""
     hub = await open_hub(settings)
     ctx: dict[str, Any] = {"hub": hub}
     workers = [build_worker(settings, q, ctx, burst=burst) for q in queues]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    if not burst:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        if not burst:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(w.async_run()) for w in workers]
+    waiter = asyncio.create_task(stop.wait())
     try:
         if burst:
             await asyncio.gather(*tasks)
         else:
-            waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        waiter.cancel()
         for w in workers:
             await w.close()
         for t in tasks:

@@ -80,11 +80,12 @@ class Cassandra:
         await asyncio.to_thread(self.cluster.shutdown)
 
     def prepare(self, cql: str) -> PreparedStatement:
-        # Statements are written with {ks}, so one code path serves any keyspace (tests use
-        # a keyspace per run). Preparing blocks briefly, once per statement per process.
+        # Statements are written with {ks} and %s placeholders (as for simple statements),
+        # so one code path serves any keyspace (tests use one per run). Preparing blocks
+        # briefly, once per statement per process.
         stmt = self._prepared.get(cql)
         if stmt is None:
-            stmt = self.session.prepare(cql.replace("{ks}", self.keyspace))
+            stmt = self.session.prepare(cql.replace("{ks}", self.keyspace).replace("%s", "?"))
             self._prepared[cql] = stmt
         return stmt
 
