@@ -141,3 +141,13 @@ async def worker(settings: Settings) -> AsyncIterator[None]:
 
 def uid(prefix: str = "u") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[object]:
+    """The stores, as a worker or the web app holds them."""
+    from workers.context import close_hub, open_hub
+
+    h = await open_hub(settings)
+    yield h
+    await close_hub(h)
