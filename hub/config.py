@@ -70,7 +70,7 @@ class FanoutSettings:
 class WorkerSettings:
     # A job killed with its worker is re-run after this many seconds (arq's in-progress
     # key expires with the job timeout), so keep it short: fan-out chunks are small.
-    job_timeout: int = 10
+    job_timeout: int = 5
     max_tries: int = 20
     max_jobs: int = 20
     poll_delay: float = 0.05
@@ -196,7 +196,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
         active_days=r.int("fanout.active_days", 7, lo=1),
     )
     worker = WorkerSettings(
-        job_timeout=r.int("worker.job_timeout", 10, lo=1),
+        job_timeout=r.int("worker.job_timeout", 5, lo=1),
         max_tries=r.int("worker.max_tries", 20, lo=1),
         max_jobs=r.int("worker.max_jobs", 20, lo=1),
         poll_delay=r.num("worker.poll_delay", 0.05, lo=0.001),

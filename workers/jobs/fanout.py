@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from arq import Retry
+
+from hub.errors import Unavailable
 from hub.ops import fanout
 from hub.storage.activities import minute_bucket
+from hub.storage.redis import REDIS_DOWN
 from workers.context import hub_of
+
+T = TypeVar("T")
+
+
+def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A dependency outage is not a job failure: run the job again later, with backoff.
+
+    arq gives up after ``worker.max_tries``; jobs are idempotent, so repeats are safe.
+    """
+
+    @functools.wraps(job)
+    async def wrapper(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await job(ctx, *args, **kwargs)
+        except (Unavailable, *REDIS_DOWN) as e:
+            raise Retry(defer=min(2 ** ctx.get("job_try", 1), 30)) from e
+
+    return wrapper
 
 # The sweep looks this far back for stored activities whose fan-out was never queued.
 SWEEP_MINUTES = 60
 
 
+@retry_when_down
 async def plan_fanout(ctx: dict[str, Any], app: str, activity_id: str, minute: int) -> int:
     return await fanout.plan(hub_of(ctx), app, activity_id, minute)
 
 
+@retry_when_down
 async def fanout_chunk(ctx: dict[str, Any], app: str, activity_id: str, followers: list[str]) -> int:
     return await fanout.write_chunk(hub_of(ctx), app, activity_id, followers)
 
 
+@retry_when_down
 async def remove_activity(ctx: dict[str, Any], app: str, activity_id: str) -> int:
     return await fanout.remove_everywhere(hub_of(ctx), app, activity_id)
 
 
+@retry_when_down
 async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
     """Queue the fan-out of activities stored more than ``min_age`` seconds ago whose
     fan-out never finished queueing (their pending marker is still there)."""
