@@ -45,7 +45,7 @@ def up(settings: Settings, *, config: str | None = None) -> int:
         print("hub: a child process exited; stopping", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nstopping...")
+        print("\nstopping...", flush=True)
         return 0
     finally:
         _stop_children(children)
@@ -76,8 +76,7 @@ def _print_demo(settings: Settings, url: str) -> None:
         return
     app = settings.apps["demo"]
     token = issue_token(app.id, app.key, "bob", 86400, now=int(time.time()))
-    print(f"demo token (app demo, user bob, 24 h):\n  {token}")
-    print(f"live inbox: {url}/demo?token={token}")
+    print(f"demo token (app demo, user bob, 24 h):\n  {token}", flush=True)
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
