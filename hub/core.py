@@ -19,6 +19,7 @@ from hub.storage.activities import ActivityStore
 from hub.storage.cassandra import Cassandra
 from hub.storage.feedcache import FeedCache
 from hub.storage.follows import FollowStore
+from hub.storage.marks import MarkStore
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Hub:
     activities: ActivityStore
     follows: FollowStore
     feeds: FeedCache
+    marks: MarkStore
     queue: ArqRedis
     ids: IdGenerator = field(default_factory=IdGenerator)
 
@@ -40,6 +42,7 @@ class Hub:
             activities=ActivityStore(db, redis, prefix),
             follows=FollowStore(db, redis, prefix),
             feeds=FeedCache(redis, prefix),
+            marks=MarkStore(db, redis, prefix),
         )
 
     def group(self, name: str) -> FeedGroup:

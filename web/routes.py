@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.views import apps, health
+from web.views import apps, feeds, health
 
 
 def setup_routes(app: web.Application) -> None:
@@ -22,3 +22,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(f"{base}/users/{{user}}/followers", apps.followers)
     r.add_get(f"{base}/users/{{user}}/following", apps.following)
     r.add_post(f"{base}/tokens", apps.post_token)
+    r.add_get(f"{base}/feeds/{{group}}/{{user}}", feeds.app_get_feed)
+
+    r.add_get("/v1/feeds/{group}/{user}", feeds.get_feed)
+    r.add_post("/v1/feeds/{group}/{user}/seen", feeds.post_seen)
+    r.add_post("/v1/feeds/{group}/{user}/read", feeds.post_read)

@@ -56,6 +56,10 @@ class Keys:
         """Set once a feed's cache was rebuilt completely from Cassandra."""
         return f"{self.base}:ok:{feed}"
 
+    def marks(self, feed: str) -> str:
+        """Seen/read marks of a feed (see hub.storage.marks)."""
+        return f"{self.base}:mk:{feed}"
+
     def activity(self, activity_id: str) -> str:
         return f"{self.base}:a:{activity_id}"
 

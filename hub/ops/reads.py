@@ -1,0 +1,176 @@
+"""Reading feeds and marking them seen or read.
+
+Pages are cut by cursor (``id_lt``): a flat feed's cursor is the last activity id, an
+aggregated feed's the last group's ``<newest id>|<group id>``. New entries always sort
+above the cursor, so paging never repeats or skips an entry while new ones arrive. (A
+group that gains an activity while someone pages moves to the top: it is new again.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hub.config import FeedGroup
+from hub.core import Hub
+from hub.domain.ids import ID_LENGTH, is_valid_id
+from hub.domain.models import Activity, format_time
+from hub.errors import InvalidRequest
+from hub.ops.rebuild import ensure_built
+from hub.storage.feedcache import GroupState
+from hub.storage.marks import is_marked
+
+MAX_GROUP_ACTIVITIES = 15
+MAX_GROUP_ACTORS = 5
+_GROUP_CURSOR = re.compile(r"^[0-9A-Z]{%d}\|[0-9a-f]{1,64}$" % ID_LENGTH)
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[dict[str, Any]]
+    next: str | None
+    unseen: int
+    unread: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"results": self.results, "next": self.next, "unseen": self.unseen, "unread": self.unread}
+
+
+def check_cursor(group: FeedGroup, cursor: str | None) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    ok = _GROUP_CURSOR.match(cursor) if group.is_aggregated else is_valid_id(cursor)
+    if not ok:
+        raise InvalidRequest("id_lt is not a cursor this feed gave out (use its next)", field="id_lt")
+    return cursor
+
+
+async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
+    cursor = check_cursor(group, cursor)
+    feed = f"{group.name}:{user}"
+    await ensure_built(hub, app, group, user)
+    await hub.follows.touch_active(app, user, time.time())
+    if group.is_aggregated:
+        results, nxt = await _groups_page(hub, app, group, feed, limit, cursor)
+    else:
+        results, nxt = await _flat_page(hub, app, group, user, limit, cursor)
+    counts = await _counts(hub, app, group, feed)
+    return Page(results, nxt, counts["unseen"], counts["unread"])
+
+
+async def _flat_page(
+    hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    ids = await hub.feeds.flat_ids(app, f"{group.name}:{user}", limit + 1, cursor)
+    if group.follows == "user":
+        ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
+    page, more = ids[:limit], len(ids) > limit
+    bodies = await hub.activities.get_many(app, page)
+    results = [bodies[i].to_json() for i in page if i in bodies]
+    return results, (page[-1] if more and page else None)
+
+
+async def _celebrity_ids(hub: Hub, app: str, user: str, limit: int, cursor: str | None) -> list[str]:
+    """Activities of followed celebrities, pulled as fan-out would have pushed them."""
+    celebrities = await hub.follows.celebrities(app)
+    if not celebrities:
+        return []
+    user_group = hub.settings.feeds["user"]
+    found: list[str] = []
+    for f in await hub.follows.following(app, user):
+        if f.followee not in celebrities:
+            continue
+        await ensure_built(hub, app, user_group, f.followee)
+        ids = await hub.feeds.flat_ids(app, f"user:{f.followee}", limit, cursor)
+        copied: set[str] = set()
+        if f.since and f.copy:
+            copied = set(await hub.feeds.flat_ids(app, f"user:{f.followee}", f.copy, _after(f.since)))
+        found += [i for i in ids if f.since is None or i > f.since or i in copied]
+    return found
+
+
+def _after(activity_id: str) -> str:
+    # flat_ids takes an exclusive upper bound; this one admits ``activity_id`` itself.
+    return activity_id + "~"
+
+
+async def _groups_page(
+    hub: Hub, app: str, group: FeedGroup, feed: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    states = await hub.feeds.groups(app, feed, limit + 1, cursor)
+    page, more = states[:limit], len(states) > limit
+    newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in page}
+    bodies = await hub.activities.get_many(app, [i for ids in newest.values() for i in ids])
+    marks = await hub.marks.load(app, feed)
+    notification = group.kind == "notification"
+    results = [
+        group_entry(st, [bodies[i] for i in newest[st.id] if i in bodies], marks, notification) for st in page
+    ]
+    return results, (page[-1].cursor if more and page else None)
+
+
+def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str, str], notification: bool) -> dict[str, Any]:
+    by_id = sorted(st.members.items(), reverse=True)
+    actors: list[str] = []
+    for _, actor in by_id:
+        if actor not in actors:
+            actors.append(actor)
+            if len(actors) == MAX_GROUP_ACTORS:
+                break
+    entry: dict[str, Any] = {
+        "id": st.id, "group": st.key,
+        "verb": activities[0].verb if activities else st.key.split(":", 1)[0],
+        "activities": [a.to_json() for a in activities],
+        "activity_count": len(st.members), "actor_count": len(set(st.members.values())), "actors": actors,
+        "created_at": st.created_at,
+        "updated_at": format_time(max(a.time for a in activities)) if activities else st.created_at,
+        "is_seen": is_marked(marks, "seen", st.id, st.newest_id),
+    }
+    if notification:
+        entry["is_read"] = is_marked(marks, "read", st.id, st.newest_id)
+    return entry
+
+
+async def _counts(hub: Hub, app: str, group: FeedGroup, feed: str) -> dict[str, int]:
+    k = hub.feeds.keys(app)
+    if group.is_aggregated:
+        return await hub.marks.counts(app, feed, k.agg(feed), k.agg_state(feed))
+    return await hub.marks.counts(app, feed, k.feed(feed), None)
+
+
+async def mark(
+    hub: Hub, app: str, group: FeedGroup, user: str, kind: str, ids: Sequence[str] | None
+) -> dict[str, int]:
+    """Mark entries (or all, with ``ids`` None) seen or read; read implies seen."""
+    feed = f"{group.name}:{user}"
+    await ensure_built(hub, app, group, user)
+    kinds = ("seen", "read") if kind == "read" else ("seen",)
+    if ids is None:
+        top = await (hub.feeds.groups(app, feed, 1) if group.is_aggregated else hub.feeds.flat_ids(app, feed, 1))
+        if top:
+            watermark = top[0].newest_id if isinstance(top[0], GroupState) else str(top[0])
+            existing = await hub.marks.load(app, feed)
+            for k in kinds:
+                await hub.marks.mark(app, feed, k, {"*": watermark})
+                stale = [f.split(":", 1)[1] for f, m in existing.items() if f.startswith(f"{k}:") and f != f"{k}:*"
+                         and m <= watermark]
+                await hub.marks.prune(app, feed, k, stale)
+    else:
+        marks = await _entry_marks(hub, app, group, feed, ids)
+        for k in kinds:
+            await hub.marks.mark(app, feed, k, marks)
+    return await _counts(hub, app, group, feed)
+
+
+async def _entry_marks(hub: Hub, app: str, group: FeedGroup, feed: str, ids: Sequence[str]) -> dict[str, str]:
+    """``entry -> newest id`` for the ids that are in the feed; others are ignored."""
+    k = hub.feeds.keys(app)
+    if group.is_aggregated:
+        raws = await hub.redis.hmget(k.agg_state(feed), list(ids))
+        return {gid: json.loads(raw)["n"] for gid, raw in zip(ids, raws) if raw}
+    scores = await hub.redis.zmscore(k.feed(feed), list(ids))
+    return {i: i for i, s in zip(ids, scores) if s is not None}

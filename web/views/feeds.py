@@ -1,0 +1,89 @@
+"""Feed reads and seen/read marks: by the user (bearer token) or by the app (signed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hub.config import AppSettings, FeedGroup
+from hub.domain.activity import decode_json, validate_user_id
+from hub.domain.tokens import TokenClaims, verify_token
+from hub.errors import BadToken, Forbidden, InvalidRequest
+from hub.ops import reads
+from web.keys import HUB, SETTINGS
+from web.signed import read_body, signed
+
+MAX_MARK_IDS = 1000
+
+
+def user_claims(request: web.Request) -> TokenClaims:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise BadToken("send Authorization: Bearer <token>")
+    keys = {a.id: a.key for a in request.app[SETTINGS].apps.values()}
+    return verify_token(token.strip(), keys, now=int(time.time()))
+
+
+def _own_feed(request: web.Request) -> tuple[str, FeedGroup, str]:
+    claims = user_claims(request)
+    group, user = _feed(request)
+    if user != claims.user:
+        raise Forbidden("a token reads and marks only its own user's feeds", field="user")
+    return claims.app, group, user
+
+
+def _feed(request: web.Request) -> tuple[FeedGroup, str]:
+    user = validate_user_id(request.match_info["user"], "user")
+    return request.app[HUB].group(request.match_info["group"]), user
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "25")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise InvalidRequest("limit must be an integer from 1 to 100", field="limit")
+    return int(raw)
+
+
+async def get_feed(request: web.Request) -> web.Response:
+    app, group, user = _own_feed(request)
+    page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), request.query.get("id_lt"))
+    return web.json_response(page.to_json())
+
+
+@signed
+async def app_get_feed(request: web.Request, app: AppSettings, body: bytes) -> tuple[int, Any]:
+    group, user = _feed(request)
+    page = await reads.read_feed(request.app[HUB], app.id, group, user, _limit(request), request.query.get("id_lt"))
+    return 200, page.to_json()
+
+
+async def post_seen(request: web.Request) -> web.Response:
+    return await _mark(request, "seen")
+
+
+async def post_read(request: web.Request) -> web.Response:
+    return await _mark(request, "read")
+
+
+async def _mark(request: web.Request, kind: str) -> web.Response:
+    app, group, user = _own_feed(request)
+    data = decode_json(await read_body(request))
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    ids: list[str] | None
+    if data.get("all") is True and "ids" not in data:
+        ids = None
+    elif "ids" in data and "all" not in data:
+        raw = data["ids"]
+        if not isinstance(raw, list) or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in raw):
+            raise InvalidRequest("ids must be a list of entry ids", field="ids")
+        if len(raw) > MAX_MARK_IDS:
+            raise InvalidRequest(f"at most {MAX_MARK_IDS} ids at once", field="ids")
+        ids = raw
+    else:
+        raise InvalidRequest('send {"ids": [...]} or {"all": true}', field="body")
+    counts = await reads.mark(request.app[HUB], app, group, user, kind, ids)
+    return web.json_response(counts)
