@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings as ArqRedisSettings
+from redis.asyncio import ConnectionPool
 
 from hub.config import RedisSettings
 
@@ -47,9 +47,9 @@ def arq_redis_settings(settings: RedisSettings) -> ArqRedisSettings:
 
 
 async def connect_queue(settings: RedisSettings) -> ArqRedis:
-    return await create_pool(
-        arq_redis_settings(settings),
-        job_serializer=serialize,
-        job_deserializer=deserialize,
-        default_queue_name=queue_name(settings, HIGH),
+    """A queue client that connects on first use, so a process starts while Redis is down
+    (and answers 503 until it is back) instead of failing at start-up."""
+    pool = ConnectionPool.from_url(settings.url, socket_connect_timeout=2, socket_timeout=5)
+    return ArqRedis(
+        pool, job_serializer=serialize, job_deserializer=deserialize, default_queue_name=queue_name(settings, HIGH)
     )

@@ -64,13 +64,10 @@ async def test_errors_are_json(client: TestClient) -> None:
 
 
 async def test_readyz_follows_redis_down_and_back(settings: Settings, tmp_path: Path) -> None:
+    """The app starts while its Redis is down, answers 503, and recovers by itself."""
     port = free_port()
-    svc = await asyncio.to_thread(services.start_redis, "127.0.0.1", port, tmp_path, lambda _: None)
-    assert svc is not None
     s = dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, url=f"redis://127.0.0.1:{port}/0"))
     async with TestClient(TestServer(create_app(s))) as client:
-        assert (await client.get("/readyz")).status == 200
-        await asyncio.to_thread(svc.stop)
         r = await client.get("/readyz")
         assert r.status == 503
         body = await r.json()
@@ -80,8 +77,13 @@ async def test_readyz_follows_redis_down_and_back(settings: Settings, tmp_path: 
         assert svc is not None
         try:
             assert await _eventually_status(client, 200, timeout=10)
-        finally:
             await asyncio.to_thread(svc.stop)
+            assert await _eventually_status(client, 503, timeout=5)
+            svc = await asyncio.to_thread(services.start_redis, "127.0.0.1", port, tmp_path, lambda _: None)
+            assert await _eventually_status(client, 200, timeout=10)
+        finally:
+            if svc is not None:
+                await asyncio.to_thread(svc.stop)
 
 
 async def test_readyz_follows_cassandra_down_and_back(settings: Settings, tmp_path: Path) -> None:
