@@ -38,7 +38,7 @@ def up(settings: Settings, *, config: str | None = None) -> int:
             print("hub: the server did not become ready; see the messages above", file=sys.stderr)
             return 1
         print(f"\nhub is ready in {time.monotonic() - t0:.1f} s at {url}")
-        _print_demo(settings, url)
+        _print_demo(settings)
         print("Ctrl-C stops everything hub up started.")
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
@@ -69,7 +69,7 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
     return False
 
 
-def _print_demo(settings: Settings, url: str) -> None:
+def _print_demo(settings: Settings) -> None:
     from hub.domain.tokens import issue_token
 
     if "demo" not in settings.apps:
