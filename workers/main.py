@@ -7,6 +7,7 @@ one set of clients. ``--queue`` limits it to one, for deployments that scale the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Sequence
@@ -88,7 +89,10 @@ async def run_workers(
     finally:
         waiter.cancel()
         for w in workers:
-            await w.close()
+            # close() cancels the jobs still running (they are idempotent and will be
+            # re-run) and then gathers them, which re-raises their cancellation.
+            with contextlib.suppress(asyncio.CancelledError):
+                await w.close()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
