@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(func=_token)
 
     bench = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    bench.add_argument("scenario", choices=["fanout", "intake"])
+    bench.add_argument("scenario", choices=["fanout", "intake", "read", "push"])
     bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
     bench.set_defaults(func=_bench)
     return p
@@ -86,11 +86,15 @@ def _install_uvloop() -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
+    import realtime
     from web.app import create_app
+    from web.keys import HUB
 
     _install_uvloop()
     port = args.port or settings.server.port
-    web.run_app(create_app(settings), host=settings.server.host, port=port, print=None, access_log=None)
+    app = create_app(settings)
+    realtime.setup(app, settings, get_hub=lambda a: a[HUB])
+    web.run_app(app, host=settings.server.host, port=port, print=None, access_log=None)
     return 0
 
 

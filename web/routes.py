@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.views import apps, feeds, health
+from web.views import apps, feeds, health, pages
 
 
 def setup_routes(app: web.Application) -> None:
@@ -27,3 +27,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/feeds/{group}/{user}", feeds.get_feed)
     r.add_post("/v1/feeds/{group}/{user}/seen", feeds.post_seen)
     r.add_post("/v1/feeds/{group}/{user}/read", feeds.post_read)
+
+    r.add_get("/", pages.index)
+    r.add_get("/demo", pages.demo)
+    r.add_static("/static/", pages.STATIC)

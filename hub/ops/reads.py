@@ -18,9 +18,10 @@ from typing import Any
 from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.ids import ID_LENGTH, is_valid_id
-from hub.domain.models import Activity, format_time
+from hub.domain.models import Activity
 from hub.errors import InvalidRequest
 from hub.ops.rebuild import ensure_built
+from hub.storage.changes import publish_counts
 from hub.storage.feedcache import GroupState
 from hub.storage.marks import is_marked
 
@@ -69,8 +70,8 @@ async def _flat_page(
     if group.follows == "user":
         ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
     page, more = ids[:limit], len(ids) > limit
-    bodies = await hub.activities.get_many(app, page)
-    results = [bodies[i].to_json() for i in page if i in bodies]
+    bodies = await hub.activities.get_many_json(app, page)
+    results = [bodies[i] for i in page if i in bodies]
     return results, (page[-1] if more and page else None)
 
 
@@ -104,16 +105,23 @@ async def _groups_page(
     states = await hub.feeds.groups(app, feed, limit + 1, cursor)
     page, more = states[:limit], len(states) > limit
     newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in page}
-    bodies = await hub.activities.get_many(app, [i for ids in newest.values() for i in ids])
+    bodies = await hub.activities.get_many_json(app, [i for ids in newest.values() for i in ids])
     marks = await hub.marks.load(app, feed)
     notification = group.kind == "notification"
     results = [
-        group_entry(st, [bodies[i] for i in newest[st.id] if i in bodies], marks, notification) for st in page
+        group_entry_json(st, [bodies[i] for i in newest[st.id] if i in bodies], marks, notification) for st in page
     ]
     return results, (page[-1].cursor if more and page else None)
 
 
 def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str, str], notification: bool) -> dict[str, Any]:
+    return group_entry_json(st, [a.to_json() for a in activities], marks, notification)
+
+
+def group_entry_json(
+    st: GroupState, activities: Sequence[dict[str, Any]], marks: dict[str, str], notification: bool
+) -> dict[str, Any]:
+    """The contract entry of a group from its newest activities as JSON (newest first)."""
     by_id = sorted(st.members.items(), reverse=True)
     actors: list[str] = []
     for _, actor in by_id:
@@ -123,11 +131,12 @@ def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str,
                 break
     entry: dict[str, Any] = {
         "id": st.id, "group": st.key,
-        "verb": activities[0].verb if activities else st.key.split(":", 1)[0],
-        "activities": [a.to_json() for a in activities],
+        "verb": activities[0]["verb"] if activities else st.key.split(":", 1)[0],
+        "activities": list(activities),
         "activity_count": len(st.members), "actor_count": len(set(st.members.values())), "actors": actors,
         "created_at": st.created_at,
-        "updated_at": format_time(max(a.time for a in activities)) if activities else st.created_at,
+        # Times are written in one fixed-width form (format_time), so the text max is the time max.
+        "updated_at": max(a["time"] for a in activities) if activities else st.created_at,
         "is_seen": is_marked(marks, "seen", st.id, st.newest_id),
     }
     if notification:
@@ -163,7 +172,9 @@ async def mark(
         marks = await _entry_marks(hub, app, group, feed, ids)
         for k in kinds:
             await hub.marks.mark(app, feed, k, marks)
-    return await _counts(hub, app, group, feed)
+    counts = await _counts(hub, app, group, feed)
+    await publish_counts(hub.redis, hub.feeds.prefix, app, feed, counts)  # to every open socket of the user
+    return counts
 
 
 async def _entry_marks(hub: Hub, app: str, group: FeedGroup, feed: str, ids: Sequence[str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ safely.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,27 +31,46 @@ from redis.asyncio import Redis
 from hub.config import FeedGroup
 from hub.domain.aggregation import group_id, group_key
 from hub.domain.models import Activity, format_time
+from hub.storage.changes import NOTIFY_LUA, channel
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
-_FLAT_ADD = """
+# Change log + publish (hub/storage/changes.py): the scripts take optional trailing ARGV
+# now, app, base (Keys.base), channel; without them (rebuilds) nothing is published.
+_FLAT_ADD = NOTIFY_LUA + """
 local n = 0
 local keep = -(tonumber(ARGV[2]) + 1)
+local now, app, base, chan = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 for i, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 then
-    n = n + redis.call('ZADD', k, 0, ARGV[1])
+    local added = redis.call('ZADD', k, 0, ARGV[1])
+    n = n + added
     redis.call('ZREMRANGEBYRANK', k, 1, keep)
+    if added == 1 and now then notify(base, chan, app, now, string.sub(k, #base + 4), 'entry', ARGV[1]) end
   end
 end
 return n
 """
 
-_AGG_ADD = """
+_FLAT_REMOVE = NOTIFY_LUA + """
+local n = 0
+local now, app, base, chan = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+for i, k in ipairs(KEYS) do
+  local removed = redis.call('ZREM', k, ARGV[1])
+  n = n + removed
+  if removed == 1 and now then notify(base, chan, app, now, string.sub(k, #base + 4), 'deleted', ARGV[1]) end
+end
+return n
+"""
+
+_AGG_ADD = NOTIFY_LUA + """
 local id, actor, t, gkey, gid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxlen = tonumber(ARGV[6])
+local now, app, base, chan = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 local n = 0
 for i = 1, #KEYS, 2 do
   local z, h = KEYS[i], KEYS[i + 1]
+  local before = n
   if redis.call('EXISTS', z) == 1 then
     local raw = redis.call('HGET', h, gid)
     if raw then
@@ -79,12 +99,14 @@ for i = 1, #KEYS, 2 do
       end
     end
   end
+  if n > before and now then notify(base, chan, app, now, string.sub(z, #base + 4), 'entry', gid) end
 end
 return n
 """
 
-_AGG_REMOVE = """
+_AGG_REMOVE = NOTIFY_LUA + """
 local id, gid = ARGV[1], ARGV[2]
+local now, app, base, chan = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local n = 0
 for i = 1, #KEYS, 2 do
   local z, h = KEYS[i], KEYS[i + 1]
@@ -99,13 +121,16 @@ for i = 1, #KEYS, 2 do
       for k, _ in pairs(st.m) do
         if newest == nil or k > newest then newest = k end
       end
+      local op = 'entry'
       if newest == nil then
         redis.call('HDEL', h, gid)
+        op = 'deleted'
       else
         st.n = newest
         redis.call('ZADD', z, 0, newest .. '|' .. gid)
         redis.call('HSET', h, gid, cjson.encode(st))
       end
+      if now then notify(base, chan, app, now, string.sub(z, #base + 4), op, gid) end
     end
   end
 end
@@ -135,9 +160,14 @@ class FeedCache:
         self._flat_add = redis.register_script(_FLAT_ADD)
         self._agg_add = redis.register_script(_AGG_ADD)
         self._agg_remove = redis.register_script(_AGG_REMOVE)
+        self._flat_remove = redis.register_script(_FLAT_REMOVE)
+        self._channel = channel(prefix)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
+
+    def _notify_args(self, k: Keys) -> list[object]:
+        return [time.time(), k.app, k.base, self._channel]
 
     def order_key(self, k: Keys, group: FeedGroup, feed: str) -> str:
         return k.agg(feed) if group.is_aggregated else k.feed(feed)
@@ -148,10 +178,12 @@ class FeedCache:
             return 0
         k = self.keys(app)
         if not group.is_aggregated:
-            return int(await self._flat_add(keys=[k.feed(f) for f in feeds], args=[activity.id, group.max_length]))
+            args0 = [activity.id, group.max_length, *self._notify_args(k)]
+            return int(await self._flat_add(keys=[k.feed(f) for f in feeds], args=args0))
         gkey = group_key(group.aggregate or "{verb}", activity)
         keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
-        args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey), group.max_length]
+        args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey), group.max_length,
+                *self._notify_args(k)]
         return int(await self._agg_add(keys=keys, args=args))
 
     async def remove(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
@@ -159,13 +191,11 @@ class FeedCache:
             return 0
         k = self.keys(app)
         if not group.is_aggregated:
-            pipe = self.redis.pipeline(transaction=False)
-            for f in feeds:
-                pipe.zrem(k.feed(f), activity.id)
-            return sum(await pipe.execute())
+            keys = [k.feed(f) for f in feeds]
+            return int(await self._flat_remove(keys=keys, args=[activity.id, *self._notify_args(k)]))
         gid = group_id(group_key(group.aggregate or "{verb}", activity))
         keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
-        return int(await self._agg_remove(keys=keys, args=[activity.id, gid]))
+        return int(await self._agg_remove(keys=keys, args=[activity.id, gid, *self._notify_args(k)]))
 
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
         """Replay activities (oldest first) into one feed being rebuilt, in one round trip."""
