@@ -1,0 +1,226 @@
+"""``hub bench intake``: activities accepted through the signed API.
+
+(a) throughput: batches of 100 activities from several concurrent clients;
+(b) latency: single-activity POSTs from 20 concurrent clients.
+The ceiling, in the same run: the same server's ``/healthz`` at the same concurrency, and
+Cassandra's rate for the foreign_id lightweight transaction against a plain insert.
+The load generator is this process (aiohttp client); the server and a worker are
+subprocesses, so they do not share its CPU (they do share the machine's 2 cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bench.common import Environment, Progress, environment, info, percentile, signed_headers
+from bench.cpu import CpuMeter, format_cpu
+from hub.config import Settings
+
+BATCH_CLIENTS = 4
+LATENCY_CLIENTS = 20
+ACTORS = 1000
+
+
+@dataclass
+class Load:
+    name: str
+    seconds: float
+    requests: int = 0
+    items: int = 0
+    errors: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def ips(self) -> float:
+        return self.items / self.seconds
+
+    def lat(self) -> str:
+        ms = [x * 1000 for x in self.latencies]
+        return f"p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms"
+
+    def errs(self) -> str:
+        return f", errors {self.errors}" if self.errors else ""
+
+
+@dataclass
+class IntakeResult:
+    batch: Load
+    single: Load
+    health_batch: Load
+    health_single: Load
+    lwt_rate: float
+    insert_rate: float
+    workers: int
+
+    def report(self) -> str:
+        b, s, hb, hs = self.batch, self.single, self.health_batch, self.health_single
+        return "\n".join([
+            f"intake: signed POST /v1/apps/{{app}}/activities, "
+            f"{'a unique foreign_id per activity' if with_foreign_id() else 'NO foreign_id (HUB_BENCH_FOREIGN_ID=0)'}, "
+            f"{self.workers} worker process(es) running",
+            f"(a) throughput, batches of 100, {BATCH_CLIENTS} clients, {b.seconds:.1f} s: "
+            f"{b.ips:,.0f} activities/s accepted ({b.rps:,.0f} requests/s, {b.lat()}){b.errs()}",
+            f"    ceiling: GET /healthz at {BATCH_CLIENTS} clients: {hb.rps:,.0f} requests/s ({hb.lat()})",
+            f"    target 1,000 activities/s: {'met' if b.ips >= 1000 else 'NOT met'}",
+            f"    cpu: {format_cpu(b.cpu, b.seconds)}",
+            f"(b) latency, single activity, {LATENCY_CLIENTS} clients, {s.seconds:.1f} s: "
+            f"{s.lat()} ({s.rps:,.0f} requests/s){s.errs()}",
+            f"    ceiling: GET /healthz at {LATENCY_CLIENTS} clients: {hs.lat()} ({hs.rps:,.0f} requests/s)",
+            f"    ratio: {s.rps / hs.rps:.2f} of the ceiling's request rate",
+            f"    target p99 < 50 ms: {'met' if percentile(s.latencies, 99) * 1000 < 50 else 'NOT met'}",
+            f"    cpu: {format_cpu(s.cpu, s.seconds)}",
+            f"Cassandra from Python, 64 concurrent: foreign_id INSERT ... IF NOT EXISTS {self.lwt_rate:,.0f}/s, "
+            f"plain INSERT {self.insert_rate:,.0f}/s (LWT costs {self.insert_rate / self.lwt_rate:.1f}x)",
+        ])
+
+
+def with_foreign_id() -> bool:
+    """HUB_BENCH_FOREIGN_ID=0 leaves foreign_id out (no lightweight transaction): a comparison run."""
+    return os.environ.get("HUB_BENCH_FOREIGN_ID", "1") != "0"
+
+
+class Activities:
+    """Unique activities: random actors, a fresh foreign_id each."""
+
+    def __init__(self) -> None:
+        self.run = secrets.token_hex(3)
+        self.n = itertools.count()
+        self.foreign_id = with_foreign_id()
+
+    def one(self) -> dict[str, object]:
+        i = next(self.n)
+        a: dict[str, object] = {"actor": f"actor-{i % ACTORS}", "verb": "like", "object": f"photo:{i}",
+                                "extra": {"text": "nice"}}
+        if self.foreign_id:
+            a["foreign_id"] = f"like:{self.run}:{i}"
+        return a
+
+    def body(self, batch: int) -> bytes:
+        if batch == 1:
+            return json.dumps(self.one()).encode()
+        return json.dumps({"activities": [self.one() for _ in range(batch)]}).encode()
+
+
+async def drive(env: Environment, name: str, clients: int, seconds: float, *, batch: int | None,
+                meter: CpuMeter | None = None) -> Load:
+    """``clients`` loops, each sending one request after the other for ``seconds``.
+
+    ``batch`` None sends GET /healthz; else signed POSTs of ``batch`` activities.
+    """
+    load = Load(name, seconds)
+    gen = Activities()
+    path = f"/v1/apps/{env.app.id}/activities"
+    bar = Progress(name, int(seconds * 10), "x0.1s")
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(env.url, connector=conn) as http:
+        # Warm up connections (not counted).
+        await asyncio.gather(*(_warm(http) for _ in range(clients)))
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < end:
+                if batch is None:
+                    t0 = time.perf_counter()
+                    async with http.get("/healthz") as r:
+                        await r.read()
+                        status, n = r.status, 1
+                else:
+                    body = gen.body(batch)
+                    headers = signed_headers(env.app, body)
+                    t0 = time.perf_counter()
+                    async with http.post(path, data=body, headers=headers) as r:
+                        await r.read()
+                        status, n = r.status, batch
+                dt = time.perf_counter() - t0
+                if status in (200, 202):
+                    load.requests += 1
+                    load.items += n
+                    load.latencies.append(dt)
+                else:
+                    load.errors[status] = load.errors.get(status, 0) + 1
+
+        async def ticker() -> None:
+            while time.perf_counter() < end:
+                await asyncio.sleep(0.1)
+                bar.update(min(bar.total, int((time.perf_counter() - start) * 10)))
+
+        if meter:
+            meter.start()
+        await asyncio.gather(ticker(), *(client() for _ in range(clients)))
+        load.seconds = time.perf_counter() - start
+        if meter:
+            load.cpu = meter.stop()
+    bar.close()
+    env.check_alive()
+    return load
+
+
+async def _warm(http: aiohttp.ClientSession) -> None:
+    async with http.get("/healthz") as r:
+        await r.read()
+
+
+async def cassandra_rates(settings: Settings, seconds: float) -> tuple[float, float]:
+    """LWT insert vs plain insert into the activity_by_foreign_id table, 64 concurrent."""
+    from hub.storage.cassandra import Cassandra
+
+    db = await Cassandra.connect(settings.cassandra)
+    run = secrets.token_hex(3)
+    try:
+        rates = []
+        for lwt in (True, False):
+            cql = "INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s)"
+            if lwt:
+                cql += " IF NOT EXISTS"
+            counter = itertools.count()
+            done = 0
+            start = time.perf_counter()
+            end = start + seconds
+
+            async def loop() -> None:
+                nonlocal done
+                while time.perf_counter() < end:
+                    i = next(counter)
+                    await db.execute(cql, ("cass-ceiling", f"{run}:{lwt}:{i}", f"id{i}"))
+                    done += 1
+
+            await asyncio.gather(*(loop() for _ in range(64)))
+            rates.append(done / (time.perf_counter() - start))
+        return rates[0], rates[1]
+    finally:
+        await db.close()
+
+
+async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
+    from hub import services
+
+    seconds = 1.0 if quick else 5.0
+    async with environment(settings) as env:
+        pids: dict[str, list[int]] = {"server": [p.pid for n, p in env.procs if n == "server"],
+                                      "workers": env.worker_pids()}
+        for st in services.status(env.settings):
+            if st.pid:
+                pids[st.name] = [st.pid]
+        info("warming up")
+        await drive(env, "warm-up", 4, 0.5 if quick else 2.0, batch=10)
+        health_batch = await drive(env, "healthz (4 clients)", BATCH_CLIENTS, seconds, batch=None)
+        batch = await drive(env, "batches of 100", BATCH_CLIENTS, seconds, batch=100, meter=CpuMeter(pids))
+        health_single = await drive(env, "healthz (20 clients)", LATENCY_CLIENTS, seconds, batch=None)
+        single = await drive(env, "single activity", LATENCY_CLIENTS, seconds, batch=1, meter=CpuMeter(pids))
+        info("measuring Cassandra: LWT vs plain insert")
+        lwt, plain = await cassandra_rates(env.settings, 1.0 if quick else 3.0)
+        return IntakeResult(batch, single, health_batch, health_single, lwt, plain, env.worker_processes)

@@ -1,0 +1,53 @@
+"""Smoke test of `hub bench`: each scenario runs (quick) and prints positive figures.
+
+Not a timed test: the figures depend on the machine; docs/benchmarks.md has them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from hub.services import ManagedService
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(scenario: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_BENCH_")}
+    p = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(ROOT / "config.toml"), "bench", scenario, "--quick"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert p.returncode == 0, f"hub bench {scenario} exited {p.returncode}:\n{p.stdout}\n{p.stderr[-3000:]}"
+    return p.stdout
+
+
+def number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in:\n{text}"
+    return float(m.group(1).replace(",", ""))
+
+
+def test_bench_fanout_quick(running_services: list[ManagedService]) -> None:
+    out = run_bench("fanout")
+    assert number(r"entries written: ([\d,]+)", out) == 500 * 5 * 2
+    assert number(r"elapsed: ([\d.]+) s", out) > 0
+    assert number(r"fan-out: ([\d,]+) entries/s", out) > 0
+    assert number(r"ceiling \(Python-to-Redis pipelined ZADD.*?\): ([\d,]+) entries/s", out) > 0
+    assert number(r"ratio: ([\d.]+) of the ceiling", out) > 0
+
+
+def test_bench_intake_quick(running_services: list[ManagedService]) -> None:
+    out = run_bench("intake")
+    assert number(r"batches of 100.*?: ([\d,]+) activities/s accepted", out) > 0
+    assert number(r"ceiling: GET /healthz at 4 clients: ([\d,]+) requests/s", out) > 0
+    assert number(r"single activity.*?: p50 ([\d.]+) ms", out) > 0
+    assert number(r"single activity.*?p99 ([\d.]+) ms", out) > 0
+    assert number(r"GET /healthz at 20 clients: p50 [\d.]+ ms, p99 ([\d.]+) ms", out) > 0
+    assert number(r"IF NOT EXISTS ([\d,]+)/s", out) > 0
