@@ -8,6 +8,7 @@ threshold are not fanned out; readers pull their activities.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 
 def chunks(users: Sequence[str], size: int) -> list[list[str]]:
     return [list(users[i : i + size]) for i in range(0, len(users), size)]
+
+
+async def enqueue_fanouts(hub: Hub, app: str, activity_ids: Sequence[str], minute: int) -> None:
+    """Queue the fan-out of freshly stored activities, concurrently."""
+    await asyncio.gather(*(enqueue_fanout(hub, app, i, minute) for i in activity_ids))
 
 
 async def enqueue_fanout(hub: Hub, app: str, activity_id: str, minute: int) -> bool:

@@ -7,14 +7,13 @@ queues it, so an accepted activity is never lost.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.errors import InvalidActivity, NotFound
-from hub.ops.fanout import enqueue_fanout, enqueue_remove
+from hub.ops.fanout import enqueue_fanouts, enqueue_remove
 from hub.storage.activities import minute_bucket
 from hub.storage.redis import REDIS_DOWN
 
@@ -33,18 +32,14 @@ def check_targets(hub: Hub, inputs: Sequence[ActivityInput], batch: bool) -> Non
 
 async def accept(hub: Hub, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
     check_targets(hub, inputs, batch)
-    return list(await asyncio.gather(*(_accept_one(hub, app, a) for a in inputs)))
-
-
-async def _accept_one(hub: Hub, app: str, inp: ActivityInput) -> dict[str, str | None]:
-    stored = await hub.activities.store(app, inp.with_id(hub.ids.new()))
-    activity = stored.activity
-    if stored.created:
-        try:
-            await enqueue_fanout(hub, app, activity.id, minute_bucket())
-        except REDIS_DOWN:
-            log.warning("%s/%s stored but not queued: the sweep will fan it out", app, activity.id)
-    return {"id": activity.id, "foreign_id": activity.foreign_id}
+    minute = minute_bucket()  # the pending marker's partition, which the job deletes
+    stored = await hub.activities.store_many(app, [a.with_id(hub.ids.new()) for a in inputs], minute=minute)
+    created = [s.activity.id for s in stored if s.created]
+    try:
+        await enqueue_fanouts(hub, app, created, minute)
+    except REDIS_DOWN:
+        log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
+    return [{"id": s.activity.id, "foreign_id": s.activity.foreign_id} for s in stored]
 
 
 async def delete(hub: Hub, app: str, activity_id: str | None, foreign_id: str | None) -> str:

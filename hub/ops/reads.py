@@ -22,7 +22,7 @@ from hub.domain.models import Activity
 from hub.errors import InvalidRequest
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import publish_counts
-from hub.storage.feedcache import GroupState
+from hub.storage.feedcache import SENTINEL, GroupState
 from hub.storage.marks import is_marked
 
 MAX_GROUP_ACTIVITIES = 15
@@ -32,13 +32,28 @@ _GROUP_CURSOR = re.compile(r"^[0-9A-Z]{%d}\|[0-9a-f]{1,64}$" % ID_LENGTH)
 
 @dataclass(frozen=True)
 class Page:
-    results: list[dict[str, Any]]
+    """A page; ``entries`` are the results as compact JSON texts (activity bodies as stored)."""
+
+    entries: list[str]
     next: str | None
     unseen: int
     unread: int
 
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.entries]
+
     def to_json(self) -> dict[str, Any]:
         return {"results": self.results, "next": self.next, "unseen": self.unseen, "unread": self.unread}
+
+    def to_bytes(self) -> bytes:
+        """The JSON answer, spliced from the stored texts without parsing them."""
+        return (f'{{"results":[{",".join(self.entries)}],"next":{json.dumps(self.next)},'
+                f'"unseen":{self.unseen},"unread":{self.unread}}}').encode()
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_cursor(group: FeedGroup, cursor: str | None) -> str | None:
@@ -51,28 +66,89 @@ def check_cursor(group: FeedGroup, cursor: str | None) -> str | None:
 
 
 async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
+    """One page with its counts.
+
+    A hot read is two Redis round trips: one pipeline (built check, activity time, the
+    page's ids or group states, celebrities, marks and both counts), then one MGET of the
+    bodies. Whatever is missing (feed not built, marks or celebrities not loaded) is
+    loaded the usual way and the pipeline asked again.
+    """
     cursor = check_cursor(group, cursor)
+    feed = f"{group.name}:{user}"
+    k = hub.feeds.keys(app)
+    pulls = group.follows == "user"
+    order, states = (k.agg(feed), k.agg_state(feed)) if group.is_aggregated else (k.feed(feed), None)
+    for _ in range(4):
+        pipe = hub.redis.pipeline(transaction=False)
+        await hub.feeds.queue_page(pipe, app, group, feed, limit + 1, cursor)
+        pipe.zadd(k.active(), {user: time.time()})  # touch_active
+        await hub.marks.queue_counts(pipe, app, feed, order, states)
+        if pulls:
+            pipe.smembers(k.celebrities())
+        replies = await pipe.execute()
+        built, entries = hub.feeds.page_result(group, replies[0:3])
+        marks, counts = hub.marks.counts_result(replies[4:7])
+        celebrities: set[str] = set(replies[7]) if pulls else {SENTINEL}
+        if not built:
+            await ensure_built(hub, app, group, user)
+        elif marks is None:
+            await hub.marks.load(app, feed)
+        elif SENTINEL not in celebrities:
+            await hub.follows.celebrities(app)  # loads the set
+        else:
+            break
+    else:  # the caches keep disappearing under us: read step by step
+        return await _read_feed_steps(hub, app, group, user, limit, cursor)
+    if group.is_aggregated:
+        results, nxt = await _groups_page_from(hub, app, group, entries, marks, limit)  # type: ignore[arg-type]
+    else:
+        ids: list[str] = entries  # type: ignore[assignment]
+        if len(celebrities) > 1:
+            ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
+        results, nxt = await _flat_bodies(hub, app, ids, limit)
+    return Page(results, nxt, counts["unseen"], counts["unread"])
+
+
+async def _read_feed_steps(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
     feed = f"{group.name}:{user}"
     await ensure_built(hub, app, group, user)
     await hub.follows.touch_active(app, user, time.time())
     if group.is_aggregated:
-        results, nxt = await _groups_page(hub, app, group, feed, limit, cursor)
+        states = await hub.feeds.groups(app, feed, limit + 1, cursor)
+        results, nxt = await _groups_page_from(hub, app, group, states, await hub.marks.load(app, feed), limit)
     else:
         results, nxt = await _flat_page(hub, app, group, user, limit, cursor)
     counts = await _counts(hub, app, group, feed)
     return Page(results, nxt, counts["unseen"], counts["unread"])
 
 
+async def _bodies(hub: Hub, app: str, ids: Sequence[str]) -> dict[str, str]:
+    """Bodies as stored (compact JSON text), from Redis, then Cassandra; deleted ones left out."""
+    if not ids:
+        return {}
+    k = hub.activities.keys(app)
+    cached = await hub.redis.mget([k.activity(i) for i in ids])
+    found = {i: raw for i, raw in zip(ids, cached) if raw is not None}
+    if len(found) < len(ids):
+        missing = [i for i in ids if i not in found]
+        for i, a in (await hub.activities.get_many(app, missing)).items():
+            found[i] = _compact(a.to_json())
+    return found
+
+
+async def _flat_bodies(hub: Hub, app: str, ids: list[str], limit: int) -> tuple[list[str], str | None]:
+    page, more = ids[:limit], len(ids) > limit
+    bodies = await _bodies(hub, app, page)
+    return [bodies[i] for i in page if i in bodies], (page[-1] if more and page else None)
+
+
 async def _flat_page(
     hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[str], str | None]:
     ids = await hub.feeds.flat_ids(app, f"{group.name}:{user}", limit + 1, cursor)
     if group.follows == "user":
         ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
-    page, more = ids[:limit], len(ids) > limit
-    bodies = await hub.activities.get_many_json(app, page)
-    results = [bodies[i] for i in page if i in bodies]
-    return results, (page[-1] if more and page else None)
+    return await _flat_bodies(hub, app, ids, limit)
 
 
 async def _celebrity_ids(hub: Hub, app: str, user: str, limit: int, cursor: str | None) -> list[str]:
@@ -99,18 +175,20 @@ def _after(activity_id: str) -> str:
     return activity_id + "~"
 
 
-async def _groups_page(
-    hub: Hub, app: str, group: FeedGroup, feed: str, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    states = await hub.feeds.groups(app, feed, limit + 1, cursor)
+async def _groups_page_from(
+    hub: Hub, app: str, group: FeedGroup, states: list[GroupState], marks: dict[str, str], limit: int
+) -> tuple[list[str], str | None]:
     page, more = states[:limit], len(states) > limit
     newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in page}
-    bodies = await hub.activities.get_many_json(app, [i for ids in newest.values() for i in ids])
-    marks = await hub.marks.load(app, feed)
+    bodies = await _bodies(hub, app, [i for ids in newest.values() for i in ids])
     notification = group.kind == "notification"
-    results = [
-        group_entry_json(st, [bodies[i] for i in newest[st.id] if i in bodies], marks, notification) for st in page
-    ]
+    results = []
+    for st in page:
+        texts = [bodies[i] for i in newest[st.id] if i in bodies]
+        # Parsed for verb and time only; the activities go out as stored texts.
+        entry = group_entry_json(st, [json.loads(t) for t in texts], marks, notification)
+        entry["activities"] = []
+        results.append(_compact(entry).replace('"activities":[]', f'"activities":[{",".join(texts)}]', 1))
     return results, (page[-1].cursor if more and page else None)
 
 

@@ -40,13 +40,33 @@ async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
     await hub.feeds.start_build(app, group, feed)
     limit = group.max_length if not group.is_aggregated else group.max_length * REPLAY_FACTOR
     ids = await source_ids(hub, app, group, user, limit)
-    bodies = await hub.activities.get_many(app, ids)
-    activities = [bodies[i] for i in reversed(ids) if i in bodies]
-    if len(activities) > 1000:
-        log.info("rebuilding %s/%s from %d activities", app, feed, len(activities))
-    await hub.feeds.fill(app, group, feed, activities)
+    if group.is_aggregated:
+        bodies = await hub.activities.get_many(app, ids)
+        activities = [bodies[i] for i in reversed(ids) if i in bodies]
+        n = len(activities)
+        await hub.feeds.fill(app, group, feed, activities)
+    else:  # a flat feed holds ids only: check the activities exist, parse no bodies
+        alive = await _alive(hub, app, ids)
+        kept = [i for i in reversed(ids) if i in alive]
+        n = len(kept)
+        await hub.feeds.fill_ids(app, group, feed, kept)
+    if n > 1000:
+        log.info("rebuilt %s/%s from %d activities", app, feed, n)
     await hub.feeds.finish_build(app, feed)
-    return len(activities)
+    return n
+
+
+async def _alive(hub: Hub, app: str, ids: list[str]) -> set[str]:
+    """The ids whose activity exists and is not deleted (cached bodies first, as get_many)."""
+    if not ids:
+        return set()
+    k = hub.activities.keys(app)
+    cached = await hub.redis.mget([k.activity(i) for i in ids])
+    alive = {i for i, raw in zip(ids, cached) if raw is not None}
+    missing = [i for i in ids if i not in alive]
+    if missing:
+        alive.update(await hub.activities.get_many(app, missing))
+    return alive
 
 
 async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int) -> list[str]:
@@ -56,14 +76,16 @@ async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int
     if group.name == "user":
         queries.append(store.user_activity_ids(app, user, limit))
     if group.follows == "user":
-        celebrities = await hub.follows.celebrities(app)
-        for f in await hub.follows.following(app, user):
+        celebrities, following, kept = await asyncio.gather(
+            hub.follows.celebrities(app), hub.follows.following(app, user), hub.follows.kept_history(app, user)
+        )
+        for f in following:
             if f.followee in celebrities:
                 continue  # merged in when read
             queries.append(store.user_activity_ids(app, f.followee, limit, above=f.since))
             if f.copy and f.since:
                 queries.append(store.user_activity_ids(app, f.followee, f.copy, upto=f.since))
-        for k in await hub.follows.kept_history(app, user):
+        for k in kept:
             queries.append(store.user_activity_ids(app, k.followee, limit, above=k.since, upto=k.until))
             if k.copy and k.since:
                 queries.append(store.user_activity_ids(app, k.followee, k.copy, upto=k.since))

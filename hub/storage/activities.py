@@ -2,7 +2,7 @@
 
 Feeds hold only activity ids; a page of a feed is a list of ids plus one MGET of bodies
 (falling back to Cassandra for the ones Redis lost). Storing is idempotent by
-``foreign_id`` through a lightweight transaction, and completes a half-done earlier try.
+``foreign_id`` and completes a half-done earlier try.
 """
 
 from __future__ import annotations
@@ -22,6 +22,16 @@ from hub.storage.redis import Keys
 
 # Bodies are immutable, so a long TTL is safe; it only bounds memory for cold activities.
 BODY_TTL = 14 * 86400
+# Redis claims of foreign ids: a fast path only, Cassandra holds the durable mapping.
+CLAIM_TTL = 86400
+# How long a duplicate waits for the first writer of its foreign_id to finish.
+CLAIM_WAIT = 3.0
+# Newer Cassandra refuses batches over 50 KiB (batch_size_fail_threshold_in_kb).
+MAX_BATCH_BYTES = 40 * 1024
+
+
+async def _const(value: str) -> str:
+    return value
 
 
 def minute_bucket(now: float | None = None) -> int:
@@ -43,35 +53,105 @@ class ActivityStore:
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
 
-    async def store(self, app: str, activity: Activity) -> Stored:
-        """Make ``activity`` durable, with its pending fan-out marker, before any 202."""
-        if activity.foreign_id is not None:
-            rows = await self.db.execute(
-                "INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s) IF NOT EXISTS",
-                (app, activity.foreign_id, activity.id),
-            )
-            if not rows[0].applied:
-                existing_id: str = rows[0].id
-                existing = await self.get_one(app, existing_id)
-                if existing is not None:
-                    return Stored(existing, created=False)
-                # The earlier try claimed the foreign_id but died before storing the body:
-                # finish it under the claimed id, so the app's retry is the one that lands.
-                activity = replace(activity, id=existing_id)
-        body = json.dumps(activity.to_json(), separators=(",", ":"))
-        stmts: list[tuple[str, Sequence[object]]] = [
-            ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)", (app, activity.id, body)),
-            ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, activity.actor, activity.id)),
-            ("INSERT INTO {ks}.pending_fanout (app, minute, id) VALUES (%s, %s, %s)", (app, minute_bucket(), activity.id)),
-        ]
-        stmts += [
-            ("INSERT INTO {ks}.feed_targets (app, feed, id) VALUES (%s, %s, %s)", (app, feed, activity.id))
-            for feed in activity.to
-        ]
-        # Logged: the activity, its user-feed row and its pending marker land together.
-        await self.db.batch(stmts, logged=True)
-        await self.redis.set(self.keys(app).activity(activity.id), body, ex=BODY_TTL)
-        return Stored(activity, created=True)
+    async def store(self, app: str, activity: Activity, *, minute: int | None = None) -> Stored:
+        return (await self.store_many(app, [activity], minute=minute))[0]
+
+    async def store_many(self, app: str, activities: Sequence[Activity], *, minute: int | None = None) -> list[Stored]:
+        """Make activities durable, each with its pending fan-out marker, before any 202.
+
+        ``foreign_id`` decides identity: the first id stored for it wins. Claims are taken
+        in Redis (fast, and serialises concurrent duplicates) and checked against the
+        durable mapping in Cassandra (Redis may have lost them). A claim whose body never
+        landed (its writer died) is completed by the next try under the claimed id.
+        """
+        k = self.keys(app)
+        chosen: dict[str, Activity] = {}  # foreign_id -> the activity that stands for it
+        for a in activities:
+            if a.foreign_id is not None:
+                chosen.setdefault(a.foreign_id, a)
+        existing: dict[str, Activity] = {}
+        if chosen:
+            fids = list(chosen)
+            pipe = self.redis.pipeline(transaction=False)
+            for fid in fids:
+                pipe.set(k.foreign_id(fid), chosen[fid].id, nx=True, get=True, ex=CLAIM_TTL)
+            prior = await pipe.execute()
+            durable = await asyncio.gather(*(
+                self.find_by_foreign_id(app, fid) if p is None else _const(p) for fid, p in zip(fids, prior)
+            ))
+            for fid, claimed_id in zip(fids, durable):
+                if claimed_id is None:
+                    continue
+                found = await self._wait_for_body(app, claimed_id)
+                if found is not None:
+                    existing[fid] = found
+                else:
+                    chosen[fid] = replace(chosen[fid], id=claimed_id)  # finish the earlier try
+        fresh: list[Activity] = []
+        for fid, a in chosen.items():
+            if fid not in existing:
+                fresh.append(a)
+        fresh += [a for a in activities if a.foreign_id is None]
+        await self._write(app, fresh, minute_bucket() if minute is None else minute)
+        results: list[Stored] = []
+        reported: set[str] = set()
+        for a in activities:
+            if a.foreign_id is None:
+                results.append(Stored(a, created=True))
+            elif a.foreign_id in existing:
+                results.append(Stored(existing[a.foreign_id], created=False))
+            else:
+                # The first of a batch's duplicates is the one written; the rest repeat it.
+                first = a.foreign_id not in reported
+                reported.add(a.foreign_id)
+                results.append(Stored(chosen[a.foreign_id], created=first))
+        return results
+
+    async def _wait_for_body(self, app: str, activity_id: str) -> Activity | None:
+        """The activity of a claim, waiting briefly for a concurrent writer to finish."""
+        deadline = time.monotonic() + CLAIM_WAIT
+        while True:
+            found = await self.get_one(app, activity_id)
+            if found is not None or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+    async def _write(self, app: str, activities: Sequence[Activity], minute: int) -> None:
+        """All rows of these activities in unlogged batches of bounded size.
+
+        Unlogged is safe here: every row is idempotent, nothing is answered 202 before all
+        batches succeed, and each row alone is harmless (a pending marker without a body is
+        dropped by the sweep, a user-feed row without a body is skipped by rebuilds).
+        """
+        if not activities:
+            return
+        batches: list[list[tuple[str, Sequence[object]]]] = [[]]
+        size = 0
+        bodies: dict[str, str] = {}
+        for a in activities:
+            body = json.dumps(a.to_json(), separators=(",", ":"))
+            bodies[a.id] = body
+            rows: list[tuple[str, Sequence[object]]] = [
+                ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)", (app, a.id, body)),
+                ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, a.actor, a.id)),
+                ("INSERT INTO {ks}.pending_fanout (app, minute, id) VALUES (%s, %s, %s)", (app, minute, a.id)),
+            ]
+            if a.foreign_id is not None:
+                rows.append(("INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s)",
+                             (app, a.foreign_id, a.id)))
+            rows += [("INSERT INTO {ks}.feed_targets (app, feed, id) VALUES (%s, %s, %s)", (app, f, a.id)) for f in a.to]
+            weight = len(body) + 200 * len(rows)
+            if batches[-1] and size + weight > MAX_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1] += rows
+            size += weight
+        await asyncio.gather(*(self.db.batch(b, logged=False) for b in batches))
+        k = self.keys(app)
+        pipe = self.redis.pipeline(transaction=False)
+        for aid, body in bodies.items():
+            pipe.set(k.activity(aid), body, ex=BODY_TTL)
+        await pipe.execute()
 
     async def fanout_done(self, app: str, activity_id: str, minute: int) -> None:
         await self.db.execute(
@@ -79,11 +159,11 @@ class ActivityStore:
         )
 
     async def pending(self, app: str, minutes: Iterable[int]) -> list[tuple[int, str]]:
-        found: list[tuple[int, str]] = []
-        for m in minutes:
+        async def one(m: int) -> list[tuple[int, str]]:
             rows = await self.db.execute("SELECT id FROM {ks}.pending_fanout WHERE app = %s AND minute = %s", (app, m))
-            found += [(m, r.id) for r in rows]
-        return found
+            return [(m, r.id) for r in rows]
+
+        return [p for part in await asyncio.gather(*(one(m) for m in minutes)) for p in part]
 
     async def get_one(self, app: str, activity_id: str, *, include_deleted: bool = False) -> Activity | None:
         return (await self.get_many(app, [activity_id], include_deleted=include_deleted)).get(activity_id)

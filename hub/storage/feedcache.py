@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from hub.config import FeedGroup
 from hub.domain.aggregation import group_id, group_key
@@ -137,6 +138,16 @@ end
 return n
 """
 
+# Read side: one page of an aggregated feed with the states of its groups, in one call.
+# KEYS: order set, states hash. ARGV: upper bound ("+" or "(<cursor>"), count.
+_GROUP_PAGE = """
+local members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[1], '(!', 'LIMIT', 0, tonumber(ARGV[2]))
+if #members == 0 then return {{}, {}} end
+local gids = {}
+for i, m in ipairs(members) do gids[i] = string.sub(m, string.find(m, '|', 1, true) + 1) end
+return {members, redis.call('HMGET', KEYS[2], unpack(gids))}
+"""
+
 
 @dataclass(frozen=True)
 class GroupState:
@@ -162,6 +173,7 @@ class FeedCache:
         self._agg_remove = redis.register_script(_AGG_REMOVE)
         self._flat_remove = redis.register_script(_FLAT_REMOVE)
         self._channel = channel(prefix)
+        self._group_page = redis.register_script(_GROUP_PAGE)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -213,6 +225,15 @@ class FeedCache:
                 await self._agg_add(keys=keys, args=args, client=pipe)
         await pipe.execute()
 
+    async def fill_ids(self, app: str, group: FeedGroup, feed: str, ids: Sequence[str]) -> None:
+        """:meth:`fill` for a flat feed from ids alone (a flat feed holds nothing else)."""
+        k = self.keys(app)
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(ids), 1000):
+            pipe.zadd(k.feed(feed), {i: 0 for i in ids[start : start + 1000]})
+        pipe.zremrangebyrank(k.feed(feed), 1, -(group.max_length + 1))
+        await pipe.execute()
+
     async def start_build(self, app: str, group: FeedGroup, feed: str) -> None:
         """Open a feed to fan-out before reading its sources, so nothing falls in between."""
         k = self.keys(app)
@@ -256,6 +277,34 @@ class FeedCache:
             st = json.loads(raw)
             out.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
         return out
+
+    async def queue_page(self, pipe: Pipeline, app: str, group: FeedGroup, feed: str, limit: int,
+                         before: str | None = None) -> None:
+        """Queue, on ``pipe``, the built check (2 replies) and one page (1 reply): see :meth:`page_result`."""
+        k = self.keys(app)
+        top = f"({before}" if before else "+"
+        pipe.exists(k.built(feed))
+        pipe.zscore(self.order_key(k, group, feed), SENTINEL)
+        if group.is_aggregated:
+            await self._group_page(keys=[k.agg(feed), k.agg_state(feed)], args=[top, limit], client=pipe)
+        else:
+            pipe.zrevrangebylex(k.feed(feed), top, f"({SENTINEL}", 0, limit)
+
+    @staticmethod
+    def page_result(group: FeedGroup, replies: Sequence[object]) -> tuple[bool, list[str] | list[GroupState]]:
+        """(built, ids or group states) from the 3 replies :meth:`queue_page` queued."""
+        built, sentinel, page = replies
+        ok = bool(built) and sentinel is not None
+        if not group.is_aggregated:
+            return ok, list(page)  # type: ignore[call-overload]
+        members, raws = page  # type: ignore[misc]
+        out: list[GroupState] = []
+        for m, raw in zip(members, raws):
+            if raw is None:
+                continue
+            st = json.loads(raw)
+            out.append(GroupState(m.split("|", 1)[1], st["k"], st["m"], st["c"], st["n"]))
+        return ok, out
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
@@ -102,6 +103,26 @@ class MarkStore:
             for e in entries
         ], logged=False)
         await self.redis.hdel(self.keys(app).marks(feed), *(f"{kind}:{e}" for e in entries))
+
+    async def queue_counts(self, pipe: Pipeline, app: str, feed: str, order_key: str, states_key: str | None) -> None:
+        """Queue, on ``pipe``, the marks (HGETALL) and both counts: 3 replies, see :meth:`counts_result`."""
+        k = self.keys(app).marks(feed)
+        agg = "1" if states_key else "0"
+        pipe.hgetall(k)
+        for kind in KINDS:
+            await self._count(keys=[order_key, k, states_key or order_key], args=[kind, agg], client=pipe)
+
+    @staticmethod
+    def counts_result(replies: Sequence[object]) -> tuple[dict[str, str] | None, dict[str, int]]:
+        """(marks, counts) from :meth:`queue_counts`; marks None when the cache was not loaded
+        (then the counts are not to be trusted: load and ask again)."""
+        marks, seen, read = replies
+        counts = {"unseen": max(0, int(seen)), "unread": max(0, int(read))}  # type: ignore[call-overload]
+        if "!" not in marks:  # type: ignore[operator]
+            return None, counts
+        marks = dict(marks)  # type: ignore[call-overload]
+        marks.pop("!")
+        return marks, counts
 
     async def counts(self, app: str, feed: str, order_key: str, states_key: str | None) -> dict[str, int]:
         await self.load(app, feed)

@@ -76,6 +76,9 @@ class Keys:
     def celebrities(self) -> str:
         return f"{self.base}:celebs"
 
+    def foreign_id(self, foreign_id: str) -> str:
+        return f"{self.base}:fid:{foreign_id}"
+
     def webhook(self, webhook_id: str) -> str:
         return f"{self.base}:wh:{webhook_id}"
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from hub.config import Settings
 from hub.core import Hub
-from hub.ops import rebuild
+from hub.domain.activity import ActivityInput
+from hub.domain.models import Activity
+from hub.ops import fanout, rebuild
+from hub.ops import follow as follow_ops
+from hub.queue import FANOUT_CHUNK, HIGH, LOW, queue_name
+from hub.storage.activities import minute_bucket
 from tests.conftest import AppCaller, uid
+from workers.context import close_hub, open_hub
+from workers.jobs.fanout import sweep_pending
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -49,3 +61,250 @@ async def test_post_fans_out_to_followers_and_targets(t1: AppCaller, hub: Hub, w
 
     assert await wait_for(arrived)
     assert await feed_ids(hub, "t1", "user", alice) == [aid]
+
+
+# --- fan-out run by hand (no worker): the same calls a worker's jobs make -----------------
+
+APP = "t1"
+
+
+async def store(hub: Hub, actor: str, verb: str = "like", obj: str | None = None, *,
+                when: datetime | None = None, to: tuple[str, ...] = ()) -> Activity:
+    """Store an activity durably, as intake does, without queueing its fan-out."""
+    inp = ActivityInput(actor=actor, verb=verb, object=obj or f"photo:{uid('p')}",
+                        time=when or datetime.now(timezone.utc), to=to)
+    return (await hub.activities.store(APP, inp.with_id(hub.ids.new()))).activity
+
+
+async def fan(hub: Hub, activity: Activity) -> None:
+    """Plan and write every follower chunk in this process (what the worker would do)."""
+    await fanout.plan(hub, APP, activity.id, minute_bucket())
+    followers = sorted(await hub.follows.followers(APP, activity.actor))
+    for chunk in fanout.chunks(followers, hub.settings.fanout.chunk_size):
+        await fanout.write_chunk(hub, APP, activity.id, chunk)
+
+
+async def post(hub: Hub, actor: str, verb: str = "like", **kw: Any) -> Activity:
+    a = await store(hub, actor, verb, **kw)
+    await fan(hub, a)
+    return a
+
+
+async def cache(hub: Hub, *users: str) -> None:
+    """Build (cache) the users' timelines, as reading them would."""
+    for u in users:
+        for g in ("timeline", "timeline_aggregated"):
+            await rebuild.ensure_built(hub, APP, hub.settings.feeds[g], u)
+
+
+async def groups(hub: Hub, group: str, user: str) -> list[tuple[str, list[str], str]]:
+    await rebuild.ensure_built(hub, APP, hub.settings.feeds[group], user)
+    return [(st.key, sorted(st.members), st.created_at)
+            for st in await hub.feeds.groups(APP, f"{group}:{user}", 1000)]
+
+
+async def drop(hub: Hub, *users: str) -> None:
+    for u in users:
+        for g in ("timeline", "timeline_aggregated"):
+            await hub.feeds.drop(APP, f"{g}:{u}")
+
+
+async def both(hub: Hub, user: str) -> tuple[list[str], list[str]]:
+    return (await feed_ids(hub, APP, "timeline", user), await feed_ids(hub, APP, "timeline_aggregated", user))
+
+
+async def test_fanout_is_idempotent(hub: Hub) -> None:
+    author, f1, f2 = uid("author"), uid("f"), uid("f")
+    for f in (f1, f2):
+        await follow_ops.follow(hub, APP, f, author, 0)
+    await cache(hub, f1, f2)
+    a = await store(hub, author, "like")
+    b = await store(hub, author, "like")
+    for _ in range(2):
+        for x in (a, b):
+            await fan(hub, x)
+    # A third time, chunk by chunk, with the whole follower list in one chunk.
+    assert await fanout.write_chunk(hub, APP, a.id, [f1, f2]) == 0
+    for f in (f1, f2):
+        flat, agg = await both(hub, f)
+        assert flat == [b.id, a.id]
+        assert sorted(agg) == sorted([a.id, b.id])
+        (g,) = await groups(hub, "timeline_aggregated", f)
+        assert g[1] == sorted([a.id, b.id])  # activity_count 2, not 4 or 6
+    assert await feed_ids(hub, APP, "user", author) == [b.id, a.id]
+
+
+async def test_follow_copies_newest_activities(hub: Hub) -> None:
+    author, cached, cold = uid("author"), uid("cached"), uid("cold")
+    old = [await post(hub, author, "like") for _ in range(5)]
+    newest3 = sorted(x.id for x in old[-3:])
+    await cache(hub, cached)
+    assert await both(hub, cached) == ([], [])
+    await follow_ops.follow(hub, APP, cached, author, 3)
+    flat, agg = await both(hub, cached)
+    assert sorted(flat) == newest3 and sorted(agg) == newest3
+    # A follower whose feeds are not cached: rebuilt later, the same three plus what came after.
+    await follow_ops.follow(hub, APP, cold, author, 3)
+    later = [await post(hub, author, "like") for _ in range(2)]
+    expected = sorted(newest3 + [x.id for x in later])
+    for u in (cold, cached):
+        flat, agg = await both(hub, u)
+        assert sorted(flat) == expected, u
+        assert sorted(agg) == expected, u
+    # Following again changes nothing.
+    assert not await follow_ops.follow(hub, APP, cached, author, 5)
+    assert sorted((await both(hub, cached))[0]) == expected
+
+
+async def test_unfollow_removes_or_keeps_history(hub: Hub) -> None:
+    a_author, b_author = uid("a"), uid("b")
+    gone, keeper = uid("gone"), uid("keeper")
+    for u in (gone, keeper):
+        await follow_ops.follow(hub, APP, u, a_author, 0)
+        await follow_ops.follow(hub, APP, u, b_author, 0)
+    await cache(hub, gone, keeper)
+    a_ids = [(await post(hub, a_author, verb)).id for verb in ("like", "post", "like")]
+    b_ids = [(await post(hub, b_author, "like")).id]
+    for u in (gone, keeper):
+        flat, agg = await both(hub, u)
+        assert sorted(flat) == sorted(a_ids + b_ids) == sorted(agg)
+
+    assert await follow_ops.unfollow(hub, APP, gone, a_author, keep_history=False)
+    assert await follow_ops.unfollow(hub, APP, keeper, a_author, keep_history=True)
+    assert not await follow_ops.unfollow(hub, APP, keeper, a_author, keep_history=True)
+    after = await post(hub, a_author, "like")  # after the unfollow: reaches neither
+    b_after = await post(hub, b_author, "post")
+
+    expect_gone = sorted(b_ids + [b_after.id])
+    expect_keep = sorted(a_ids + b_ids + [b_after.id])
+    for rebuilt in (False, True):
+        if rebuilt:  # Redis lost the caches: the rebuild gives the same feeds
+            await drop(hub, gone, keeper)
+        flat, agg = await both(hub, gone)
+        assert sorted(flat) == expect_gone and sorted(agg) == expect_gone, rebuilt
+        flat, agg = await both(hub, keeper)
+        assert sorted(flat) == expect_keep and sorted(agg) == expect_keep, rebuilt
+        assert after.id not in flat and after.id not in agg
+
+
+async def test_celebrity_is_not_fanned_out(settings: Settings) -> None:
+    small = dataclasses.replace(settings, fanout=dataclasses.replace(settings.fanout, celebrity_threshold=3))
+    hub = await open_hub(small)
+    try:
+        star, fans = uid("star"), [uid("fan") for _ in range(4)]
+        for f in fans:
+            await follow_ops.follow(hub, APP, f, star, 0)
+        await cache(hub, *fans)
+        a = await store(hub, star, "post")
+        assert await fanout.plan(hub, APP, a.id, minute_bucket()) == 0
+        assert star in await hub.follows.celebrities(APP)
+        high = await hub.queue.queued_jobs(queue_name=queue_name(small.redis, HIGH))
+        low = await hub.queue.queued_jobs(queue_name=queue_name(small.redis, LOW))
+        assert not [j for j in high + low if j.function == FANOUT_CHUNK and j.args[1] == a.id]
+        # Its own feed has it; the fans' feeds do not, cached or rebuilt.
+        assert await feed_ids(hub, APP, "user", star) == [a.id]
+        for f in fans:
+            assert await both(hub, f) == ([], [])
+        await drop(hub, *fans)
+        for f in fans:
+            assert await both(hub, f) == ([], [])
+    finally:
+        await close_hub(hub)
+
+
+async def test_redis_flush_loses_no_entry(hub: Hub, redis: Any) -> None:
+    a_author, b_author, reader = uid("a"), uid("b"), uid("reader")
+    for author in (a_author, b_author):
+        await follow_ops.follow(hub, APP, reader, author, 0)
+    await cache(hub, reader)
+    now = datetime.now(timezone.utc)
+    for n, (author, verb, days) in enumerate([
+        (a_author, "like", 3), (b_author, "like", 3), (a_author, "post", 2), (b_author, "like", 1),
+        (a_author, "like", 3), (b_author, "post", 0), (a_author, "post", 2), (a_author, "like", 0),
+    ]):
+        await post(hub, author, verb, when=now - timedelta(days=days, minutes=n))
+    flat_before = await feed_ids(hub, APP, "timeline", reader)
+    groups_before = await groups(hub, "timeline_aggregated", reader)
+    assert len(flat_before) == 8 and len(groups_before) == 5
+    assert sum(len(g[1]) for g in groups_before) == 8
+
+    # Drop only this reader's caches, then every key of the app (a full flush for it).
+    await drop(hub, reader)
+    assert await feed_ids(hub, APP, "timeline", reader) == flat_before
+    assert await groups(hub, "timeline_aggregated", reader) == groups_before
+    keys = [k async for k in redis.scan_iter(match=f"{hub.settings.redis.key_prefix}:{APP}:*", count=1000)]
+    for i in range(0, len(keys), 500):
+        await redis.delete(*keys[i : i + 500])
+    assert await feed_ids(hub, APP, "timeline", reader) == flat_before
+    assert await groups(hub, "timeline_aggregated", reader) == groups_before
+    # And fan-out keeps writing into the rebuilt caches.
+    more = await post(hub, a_author, "like")
+    assert (await feed_ids(hub, APP, "timeline", reader))[0] == more.id
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    from workers.main import run_workers
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(settings, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_sweep_fans_out_an_activity_never_queued(hub: Hub, settings: Settings) -> None:
+    author, reader = uid("author"), uid("reader")
+    await follow_ops.follow(hub, APP, reader, author, 0)
+    await cache(hub, reader)
+    # Stored, then the process "died" before queueing the fan-out.
+    a = await store(hub, author, "post")
+    minutes = range(minute_bucket() - 2, minute_bucket() + 1)
+    assert a.id in [i for _, i in await hub.activities.pending(APP, minutes)]
+    assert await sweep_pending({"hub": hub}, min_age=0) >= 1
+    async with running_worker(settings):
+        async def arrived() -> bool:
+            flat, agg = await both(hub, reader)
+            return flat == [a.id] and agg == [a.id]
+
+        assert await wait_for(arrived)
+        assert await wait_for(lambda: _not_pending(hub, a.id, minutes))
+    assert await feed_ids(hub, APP, "user", author) == [a.id]
+
+
+async def _not_pending(hub: Hub, activity_id: str, minutes: range) -> bool:
+    return activity_id not in [i for _, i in await hub.activities.pending(APP, minutes)]
+
+
+async def test_active_followers_get_high_priority_chunks(settings: Settings) -> None:
+    small = dataclasses.replace(settings, fanout=dataclasses.replace(settings.fanout, chunk_size=2))
+    hub = await open_hub(small)
+    try:
+        author = uid("author")
+        active = sorted(uid("active") for _ in range(3))
+        inactive = sorted(uid("idle") for _ in range(2))
+        for f in active + inactive:
+            await follow_ops.follow(hub, APP, f, author, 0)
+        now = time.time()
+        for f in active:
+            await hub.follows.touch_active(APP, f, now)
+        # Seen, but longer ago than fanout.active_days: low priority.
+        await hub.follows.touch_active(APP, inactive[0], now - (small.fanout.active_days + 1) * 86400)
+        a = await store(hub, author, "post")
+        assert await fanout.plan(hub, APP, a.id, minute_bucket()) == 3  # 2 high (3 users), 1 low
+
+        async def chunks_on(priority: str) -> dict[str, list[str]]:
+            jobs = await hub.queue.queued_jobs(queue_name=queue_name(small.redis, priority))
+            return {j.job_id: j.args[2] for j in jobs if j.function == FANOUT_CHUNK and j.args[1] == a.id}
+
+        high, low = await chunks_on(HIGH), await chunks_on(LOW)
+        assert sorted(high) == [f"chunk:{APP}:{a.id}:high:0", f"chunk:{APP}:{a.id}:high:1"]
+        assert sorted(u for c in high.values() for u in c) == active
+        assert low == {f"chunk:{APP}:{a.id}:low:0": inactive}
+        # Planning again (a re-run after a crash) queues no second copy of any chunk.
+        await fanout.plan(hub, APP, a.id, minute_bucket())
+        assert await chunks_on(HIGH) == high and await chunks_on(LOW) == low
+    finally:
+        await close_hub(hub)

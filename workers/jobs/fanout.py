@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -19,16 +20,19 @@ T = TypeVar("T")
 
 
 def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """A dependency outage is not a job failure: run the job again later, with backoff.
+    """A dependency outage or a slow run is not a job failure: run it again, with backoff.
 
-    arq gives up after ``worker.max_tries``; jobs are idempotent, so repeats are safe.
+    arq fails a job for good when it exceeds its timeout, so the job body gets a deadline
+    a little shorter than that and is retried instead. arq gives up after
+    ``worker.max_tries``; jobs are idempotent, so repeats are safe.
     """
 
     @functools.wraps(job)
     async def wrapper(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> T:
+        deadline = hub_of(ctx).settings.worker.job_timeout * 0.8
         try:
-            return await job(ctx, *args, **kwargs)
-        except (Unavailable, *REDIS_DOWN) as e:
+            return await asyncio.wait_for(job(ctx, *args, **kwargs), deadline)
+        except (Unavailable, asyncio.TimeoutError, *REDIS_DOWN) as e:
             raise Retry(defer=min(2 ** ctx.get("job_try", 1), 30)) from e
 
     return wrapper
