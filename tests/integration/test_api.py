@@ -25,31 +25,14 @@ from hub.config import AppSettings, Settings
 from hub.core import Hub
 from hub.domain.signing import sign as sign_body
 from hub.domain.tokens import verify_token
-from hub.ops import rebuild
 from hub.queue import HIGH, queue_name
 from tests.conftest import AppCaller, sign, uid
+from tests.helpers import feed_ids, wait_for
 
 MiB = 1024 * 1024
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-async def feed_ids(hub: Hub, app: str, group: str, user: str) -> list[str]:
-    g = hub.settings.feeds[group]
-    await rebuild.ensure_built(hub, app, g, user)
-    if g.is_aggregated:
-        return [i for st in await hub.feeds.groups(app, f"{group}:{user}", 1000) for i in st.members]
-    return await hub.feeds.flat_ids(app, f"{group}:{user}", 1000)
 
 
 async def expect_error(resp: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:

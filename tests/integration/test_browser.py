@@ -20,7 +20,7 @@ from aiohttp import web
 import realtime
 from hub.config import Settings
 from tests.conftest import sign, uid
-from tests.integration.test_feeds import token
+from tests.helpers import token
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

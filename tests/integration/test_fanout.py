@@ -19,25 +19,13 @@ from hub.ops import follow as follow_ops
 from hub.queue import FANOUT_CHUNK, HIGH, LOW, queue_name
 from hub.storage.activities import minute_bucket
 from tests.conftest import AppCaller, uid
+from tests.helpers import feed_ids, wait_for
 from workers.context import close_hub, open_hub
 from workers.jobs.fanout import sweep_pending
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
-async def feed_ids(hub: Hub, app: str, group: str, user: str) -> list[str]:
-    g = hub.settings.feeds[group]
-    await rebuild.ensure_built(hub, app, g, user)
-    if g.is_aggregated:
-        return [i for st in await hub.feeds.groups(app, f"{group}:{user}", 1000) for i in st.members]
-    return await hub.feeds.flat_ids(app, f"{group}:{user}", 1000)
 
 
 async def test_post_fans_out_to_followers_and_targets(t1: AppCaller, hub: Hub, worker: None) -> None:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from hub.config import Settings
 from hub.core import Hub
+from hub.domain.activity import parse_activity
 from hub.domain.tokens import issue_token
 from hub.ops import fanout, intake
-from hub.domain.activity import parse_activity
-from datetime import datetime, timezone
 from tests.conftest import uid
-
-
-def token(settings: Settings, user: str, app: str = "t1", ttl: int = 600) -> str:
-    a = settings.apps[app]
-    return issue_token(a.id, a.key, user, ttl, now=int(time.time()))
-
-
-async def post(hub: Hub, app: str, **fields: object) -> str:
-    """Store and fan out synchronously (the worker's jobs, run inline)."""
-    (res,) = await intake.accept(hub, app, [parse_activity(fields, now=datetime.now(timezone.utc))], batch=False)
-    aid = str(res["id"])
-    await fanout.plan(hub, app, aid, 0)
-    followers = await hub.follows.followers(app, str(fields["actor"]))
-    await fanout.write_chunk(hub, app, aid, followers)
-    return aid
+from tests.helpers import post, token
 
 
 async def test_notification_groups_seen_read_and_reopen(client, settings: Settings, hub: Hub) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +78,7 @@ async def test_flat_paging_under_concurrent_inserts(client, settings: Settings, 
     seen: list[str] = []
     cursor = None
     while True:
-        q = f"?limit=5" + (f"&id_lt={cursor}" if cursor else "")
+        q = "?limit=5" + (f"&id_lt={cursor}" if cursor else "")
         body = await (await client.get(f"/v1/feeds/timeline/{bob}{q}", headers=auth)).json()
         seen += [a["id"] for a in body["results"]]
         await post(hub, "t1", actor=alice, verb="post", object="note:new")  # arrives mid-paging

@@ -20,7 +20,7 @@ from hub.core import Hub
 from hub.domain.tokens import issue_token
 from hub.ops import fanout
 from tests.conftest import sign, uid
-from tests.integration.test_feeds import post, token
+from tests.helpers import post, token
 
 ORIGIN = "http://127.0.0.1:8080"
 
