@@ -56,14 +56,18 @@ async def plan(hub: Hub, app: str, activity_id: str, minute: int) -> int:
         active_since = time.time() - hub.settings.fanout.active_days * 86400
         active, inactive = await hub.follows.split_by_activity(app, followers, active_since)
         size = hub.settings.fanout.chunk_size
-        for priority, users in ((HIGH, active), (LOW, inactive)):
-            for n, chunk in enumerate(chunks(sorted(users), size)):
-                await hub.queue.enqueue_job(
-                    FANOUT_CHUNK, app, activity_id, chunk,
-                    _job_id=f"chunk:{app}:{activity_id}:{priority}:{n}",
-                    _queue_name=queue_name(hub.settings.redis, priority),
-                )
-                queued += 1
+        jobs = [
+            hub.queue.enqueue_job(
+                FANOUT_CHUNK, app, activity_id, chunk,
+                _job_id=f"chunk:{app}:{activity_id}:{priority}:{n}",
+                _queue_name=queue_name(hub.settings.redis, priority),
+            )
+            for priority, users in ((HIGH, active), (LOW, inactive))
+            for n, chunk in enumerate(chunks(sorted(users), size))
+        ]
+        # Queued concurrently: one round trip's latency for all chunks, not one each.
+        await asyncio.gather(*jobs)
+        queued = len(jobs)
     # Only now is the fan-out fully queued: until here a sweep would redo it (idempotently).
     await hub.activities.fanout_done(app, activity_id, minute)
     return queued
