@@ -8,6 +8,7 @@ group that gains an activity while someone pages moves to the top: it is new aga
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -20,7 +21,7 @@ from hub.core import Hub
 from hub.domain.ids import ID_LENGTH, is_valid_id
 from hub.domain.models import Activity
 from hub.errors import InvalidRequest
-from hub.ops.rebuild import ensure_built
+from hub.ops.rebuild import ensure_built, rebuild
 from hub.storage.changes import publish_counts
 from hub.storage.feedcache import SENTINEL, GroupState
 from hub.storage.marks import is_marked
@@ -68,45 +69,39 @@ def check_cursor(group: FeedGroup, cursor: str | None) -> str | None:
 async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
     """One page with its counts.
 
-    A hot read is two Redis round trips: one pipeline (built check, activity time, the
-    page's ids or group states, celebrities, marks and both counts), then one MGET of the
-    bodies. Whatever is missing (feed not built, marks or celebrities not loaded) is
-    loaded the usual way and the pipeline asked again.
+    A hot read is one Redis round trip: one script (``FeedCache.read``) checks the feed is
+    built, records the user as active, and returns the page's ids or group states with
+    their stored bodies, the marks, both counts and the celebrities. Whatever is missing
+    (feed not built, marks or celebrities not loaded) is loaded the usual way and the
+    script asked again. The answer is spliced from the stored body texts.
     """
     cursor = check_cursor(group, cursor)
     feed = f"{group.name}:{user}"
-    k = hub.feeds.keys(app)
     pulls = group.follows == "user"
-    order, states = (k.agg(feed), k.agg_state(feed)) if group.is_aggregated else (k.feed(feed), None)
+    body_prefix = hub.activities.keys(app).activity("")
     for _ in range(4):
-        pipe = hub.redis.pipeline(transaction=False)
-        await hub.feeds.queue_page(pipe, app, group, feed, limit + 1, cursor)
-        pipe.zadd(k.active(), {user: time.time()})  # touch_active
-        await hub.marks.queue_counts(pipe, app, feed, order, states)
-        if pulls:
-            pipe.smembers(k.celebrities())
-        replies = await pipe.execute()
-        built, entries = hub.feeds.page_result(group, replies[0:3])
-        marks, counts = hub.marks.counts_result(replies[4:7])
-        celebrities: set[str] = set(replies[7]) if pulls else {SENTINEL}
-        if not built:
-            await ensure_built(hub, app, group, user)
-        elif marks is None:
+        r = await hub.feeds.read(app, group, feed, user, limit + 1, cursor, limit, body_prefix, MAX_GROUP_ACTIVITIES,
+                                 pulls)
+        if r.missing == "feed":  # load the marks meanwhile: the next ask would miss them too
+            await asyncio.gather(rebuild(hub, app, group, user), hub.marks.load(app, feed))
+        elif r.missing == "marks":
             await hub.marks.load(app, feed)
-        elif SENTINEL not in celebrities:
+        elif r.missing == "celebrities":
             await hub.follows.celebrities(app)  # loads the set
         else:
             break
     else:  # the caches keep disappearing under us: read step by step
         return await _read_feed_steps(hub, app, group, user, limit, cursor)
     if group.is_aggregated:
-        results, nxt = await _groups_page_from(hub, app, group, entries, marks, limit)  # type: ignore[arg-type]
+        marks = dict(r.marks)
+        marks.pop("!", None)
+        results, nxt = await _groups_page_from(hub, app, group, r.groups, marks, limit, r.bodies)
     else:
-        ids: list[str] = entries  # type: ignore[assignment]
-        if len(celebrities) > 1:
+        ids = r.ids
+        if len(r.celebrities - {SENTINEL}) > 0:
             ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
-        results, nxt = await _flat_bodies(hub, app, ids, limit)
-    return Page(results, nxt, counts["unseen"], counts["unread"])
+        results, nxt = await _flat_bodies(hub, app, ids, limit, r.bodies)
+    return Page(results, nxt, r.unseen, r.unread)
 
 
 async def _read_feed_steps(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
@@ -122,13 +117,15 @@ async def _read_feed_steps(hub: Hub, app: str, group: FeedGroup, user: str, limi
     return Page(results, nxt, counts["unseen"], counts["unread"])
 
 
-async def _bodies(hub: Hub, app: str, ids: Sequence[str]) -> dict[str, str]:
-    """Bodies as stored (compact JSON text), from Redis, then Cassandra; deleted ones left out."""
-    if not ids:
-        return {}
-    k = hub.activities.keys(app)
-    cached = await hub.redis.mget([k.activity(i) for i in ids])
-    found = {i: raw for i, raw in zip(ids, cached) if raw is not None}
+async def _bodies(hub: Hub, app: str, ids: Sequence[str], cached: dict[str, str] | None = None) -> dict[str, str]:
+    """Bodies as stored (compact JSON text), from Redis (or ``cached``, what a page script
+    already read), then Cassandra; deleted ones left out."""
+    found = {i: cached[i] for i in ids if i in cached} if cached is not None else {}
+    ask = [i for i in ids if i not in found]
+    if ask:
+        k = hub.activities.keys(app)
+        raws = await hub.redis.mget([k.activity(i) for i in ask])
+        found.update((i, raw) for i, raw in zip(ask, raws) if raw is not None)
     if len(found) < len(ids):
         missing = [i for i in ids if i not in found]
         for i, a in (await hub.activities.get_many(app, missing)).items():
@@ -136,9 +133,11 @@ async def _bodies(hub: Hub, app: str, ids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-async def _flat_bodies(hub: Hub, app: str, ids: list[str], limit: int) -> tuple[list[str], str | None]:
+async def _flat_bodies(
+    hub: Hub, app: str, ids: list[str], limit: int, cached: dict[str, str] | None = None
+) -> tuple[list[str], str | None]:
     page, more = ids[:limit], len(ids) > limit
-    bodies = await _bodies(hub, app, page)
+    bodies = await _bodies(hub, app, page, cached)
     return [bodies[i] for i in page if i in bodies], (page[-1] if more and page else None)
 
 
@@ -176,20 +175,38 @@ def _after(activity_id: str) -> str:
 
 
 async def _groups_page_from(
-    hub: Hub, app: str, group: FeedGroup, states: list[GroupState], marks: dict[str, str], limit: int
+    hub: Hub, app: str, group: FeedGroup, states: list[GroupState], marks: dict[str, str], limit: int,
+    cached: dict[str, str] | None = None,
 ) -> tuple[list[str], str | None]:
     page, more = states[:limit], len(states) > limit
     newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in page}
-    bodies = await _bodies(hub, app, [i for ids in newest.values() for i in ids])
+    bodies = await _bodies(hub, app, [i for ids in newest.values() for i in ids], cached)
     notification = group.kind == "notification"
     results = []
     for st in page:
         texts = [bodies[i] for i in newest[st.id] if i in bodies]
-        # Parsed for verb and time only; the activities go out as stored texts.
-        entry = group_entry_json(st, [json.loads(t) for t in texts], marks, notification)
+        # Only verb and time are read; the activities go out as stored texts.
+        entry = group_entry_json(st, [_verb_time(t) for t in texts], marks, notification)
         entry["activities"] = []
         results.append(_compact(entry).replace('"activities":[]', f'"activities":[{",".join(texts)}]', 1))
     return results, (page[-1].cursor if more and page else None)
+
+
+# Stored body text -> its verb and time, so a hot aggregated read does not parse the same
+# bodies again and again. Keyed by the text itself, so it cannot go stale; bounded.
+_VERB_TIME: dict[str, dict[str, Any]] = {}
+_VERB_TIME_MAX = 20_000
+
+
+def _verb_time(text: str) -> dict[str, Any]:
+    found = _VERB_TIME.get(text)
+    if found is None:
+        body = json.loads(text)
+        found = {"verb": body["verb"], "time": body["time"]}
+        if len(_VERB_TIME) >= _VERB_TIME_MAX:
+            _VERB_TIME.clear()
+        _VERB_TIME[text] = found
+    return found
 
 
 def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str, str], notification: bool) -> dict[str, Any]:

@@ -25,14 +25,16 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from hub.config import FeedGroup
 from hub.domain.aggregation import group_id, group_key
 from hub.domain.models import Activity, format_time
 from hub.storage.changes import NOTIFY_LUA, channel
+from hub.storage.marks import COUNT_LUA
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
@@ -138,15 +140,71 @@ end
 return n
 """
 
-# Read side: one page of an aggregated feed with the states of its groups, in one call.
-# KEYS: order set, states hash. ARGV: upper bound ("+" or "(<cursor>"), count.
-_GROUP_PAGE = """
-local members = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[1], '(!', 'LIMIT', 0, tonumber(ARGV[2]))
-if #members == 0 then return {{}, {}} end
-local gids = {}
-for i, m in ipairs(members) do gids[i] = string.sub(m, string.find(m, '|', 1, true) + 1) end
-return {members, redis.call('HMGET', KEYS[2], unpack(gids))}
+# Read side: a whole hot read in one call (and atomic, so page and counts agree).
+# KEYS: built flag, order set, group states (or the order set again), marks hash, active
+# users, celebrities. ARGV: aggregated flag, upper bound ("+" or "(<cursor>"), count,
+# entries wanting bodies, activity key prefix, activities per group, user, now, pulls
+# celebrities flag. Body keys are not in KEYS: the hub runs on one Redis, not a cluster.
+# Returns {0} when the feed is not built, {1} when the marks are not loaded, {2} when the
+# celebrity set is not loaded, else {3, page members, ids or group states, body ids,
+# bodies, marks (aggregated only, HGETALL form), unseen, unread, celebrities}.
+_READ = COUNT_LUA + """
+local z, gs, mk = KEYS[2], KEYS[3], KEYS[4]
+local agg = ARGV[1] == '1'
+redis.call('ZADD', KEYS[5], ARGV[8], ARGV[7])
+if redis.call('EXISTS', KEYS[1]) == 0 or not redis.call('ZSCORE', z, '!') then return {0} end
+if redis.call('HEXISTS', mk, '!') == 0 then return {1} end
+local celebs = {}
+if ARGV[9] == '1' then
+  celebs = redis.call('SMEMBERS', KEYS[6])
+  if redis.call('SISMEMBER', KEYS[6], '!') == 0 then return {2} end
+end
+local members = redis.call('ZREVRANGEBYLEX', z, ARGV[2], '(!', 'LIMIT', 0, tonumber(ARGV[3]))
+local want, prefix = tonumber(ARGV[4]), ARGV[5]
+local second, ids, keys = {}, {}, {}
+if agg then
+  if #members > 0 then
+    local gids = {}
+    for i, m in ipairs(members) do gids[i] = string.sub(m, string.find(m, '|', 1, true) + 1) end
+    second = redis.call('HMGET', gs, unpack(gids))
+    local per = tonumber(ARGV[6])
+    for i = 1, math.min(#second, want) do
+      if second[i] then
+        local m = {}
+        for id, _ in pairs(cjson.decode(second[i]).m) do m[#m + 1] = id end
+        table.sort(m, function(a, b) return a > b end)
+        for j = 1, math.min(#m, per) do ids[#ids + 1] = m[j] end
+      end
+    end
+  end
+else
+  for i = 1, math.min(#members, want) do ids[i] = members[i] end
+end
+for i, id in ipairs(ids) do keys[i] = prefix .. id end
+local bodies = {}
+if #keys > 0 then bodies = redis.call('MGET', unpack(keys)) end
+local marks = {}
+if agg then marks = redis.call('HGETALL', mk) end
+return {3, members, second, ids, bodies, marks, count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg), celebs}
 """
+
+
+@dataclass(frozen=True)
+class HotRead:
+    """What :meth:`FeedCache.read` found: ``missing`` names what to load before asking
+    again ("feed", "marks", "celebrities"), else the page and its counts."""
+
+    missing: str | None
+    ids: list[str]
+    groups: list[GroupState]
+    bodies: dict[str, str]
+    marks: dict[str, str]
+    unseen: int
+    unread: int
+    celebrities: set[str]
+
+
+_MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
 
 
 @dataclass(frozen=True)
@@ -173,7 +231,7 @@ class FeedCache:
         self._agg_remove = redis.register_script(_AGG_REMOVE)
         self._flat_remove = redis.register_script(_FLAT_REMOVE)
         self._channel = channel(prefix)
-        self._group_page = redis.register_script(_GROUP_PAGE)
+        self._read = redis.register_script(_READ)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -278,33 +336,37 @@ class FeedCache:
             out.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
         return out
 
-    async def queue_page(self, pipe: Pipeline, app: str, group: FeedGroup, feed: str, limit: int,
-                         before: str | None = None) -> None:
-        """Queue, on ``pipe``, the built check (2 replies) and one page (1 reply): see :meth:`page_result`."""
-        k = self.keys(app)
-        top = f"({before}" if before else "+"
-        pipe.exists(k.built(feed))
-        pipe.zscore(self.order_key(k, group, feed), SENTINEL)
-        if group.is_aggregated:
-            await self._group_page(keys=[k.agg(feed), k.agg_state(feed)], args=[top, limit], client=pipe)
-        else:
-            pipe.zrevrangebylex(k.feed(feed), top, f"({SENTINEL}", 0, limit)
+    async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
+                   bodies: int, body_prefix: str, per_group: int, pulls: bool) -> HotRead:
+        """One page (``limit`` entries) with counts, marks and celebrities, in one round trip.
 
-    @staticmethod
-    def page_result(group: FeedGroup, replies: Sequence[object]) -> tuple[bool, list[str] | list[GroupState]]:
-        """(built, ids or group states) from the 3 replies :meth:`queue_page` queued."""
-        built, sentinel, page = replies
-        ok = bool(built) and sentinel is not None
-        if not group.is_aggregated:
-            return ok, list(page)  # type: ignore[call-overload]
-        members, raws = page  # type: ignore[misc]
-        out: list[GroupState] = []
-        for m, raw in zip(members, raws):
-            if raw is None:
-                continue
-            st = json.loads(raw)
-            out.append(GroupState(m.split("|", 1)[1], st["k"], st["m"], st["c"], st["n"]))
-        return ok, out
+        Also records the user as active. Bodies come with the first ``bodies`` ids, or
+        the newest ``per_group`` activities of the first ``bodies`` groups.
+        """
+        k = self.keys(app)
+        agg = group.is_aggregated
+        order = self.order_key(k, group, feed)
+        keys = [k.built(feed), order, k.agg_state(feed) if agg else order, k.marks(feed), k.active(), k.celebrities()]
+        args = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies, body_prefix, per_group, user,
+                time.time(), "1" if pulls else "0"]
+        try:
+            r: list[Any] = await self.redis.evalsha(self._read.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            r = await self._read(keys=keys, args=args)  # loads it
+        if r[0] != 3:
+            return HotRead(_MISSING[r[0]], [], [], {}, {}, 0, 0, set())
+        _, members, second, ids, raws, marks, unseen, unread, celebs = r
+        groups: list[GroupState] = []
+        if agg:
+            for m, raw in zip(members, second):
+                if raw is None:  # not expected inside one script, but harmless
+                    continue
+                st = json.loads(raw)
+                groups.append(GroupState(m.split("|", 1)[1], st["k"], st["m"], st["c"], st["n"]))
+        it = iter(marks)
+        return HotRead(None, members if not agg else [], groups,
+                       {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
+                       max(0, int(unseen)), max(0, int(unread)), set(celebs))
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))

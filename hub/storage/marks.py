@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
@@ -26,35 +25,36 @@ KINDS = ("seen", "read")
 # Counts entries newer than the watermark, minus those individually marked at or above
 # their current newest id. KEYS: order set, marks hash, group states (aggregated) or "".
 # ARGV: kind, aggregated flag.
-_COUNT = """
-local z, mk, gs = KEYS[1], KEYS[2], KEYS[3]
-local kind, agg = ARGV[1], ARGV[2] == '1'
-local w = redis.call('HGET', mk, kind .. ':*') or ''
-local total
-if w == '' then
-  total = redis.call('ZCARD', z) - 1
-  if total < 0 then total = 0 end
-else
-  total = redis.call('ZLEXCOUNT', z, '(' .. w .. '~', '+')
-end
-local prefix = kind .. ':'
-local all = redis.call('HGETALL', mk)
-for i = 1, #all, 2 do
-  local f, mark = all[i], all[i + 1]
-  if string.sub(f, 1, #prefix) == prefix and f ~= kind .. ':*' then
-    local entry = string.sub(f, #prefix + 1)
-    local newest = nil
-    if agg then
-      local raw = redis.call('HGET', gs, entry)
-      if raw then newest = cjson.decode(raw).n end
-    elseif redis.call('ZSCORE', z, entry) then
-      newest = entry
-    end
-    if newest and newest > w and mark >= newest then total = total - 1 end
+COUNT_LUA = """
+local function count(z, mk, gs, kind, agg)
+  local w = redis.call('HGET', mk, kind .. ':*') or ''
+  local total
+  if w == '' then
+    total = redis.call('ZCARD', z) - 1
+    if total < 0 then total = 0 end
+  else
+    total = redis.call('ZLEXCOUNT', z, '(' .. w .. '~', '+')
   end
+  local prefix = kind .. ':'
+  local all = redis.call('HGETALL', mk)
+  for i = 1, #all, 2 do
+    local f, mark = all[i], all[i + 1]
+    if string.sub(f, 1, #prefix) == prefix and f ~= kind .. ':*' then
+      local entry = string.sub(f, #prefix + 1)
+      local newest = nil
+      if agg then
+        local raw = redis.call('HGET', gs, entry)
+        if raw then newest = cjson.decode(raw).n end
+      elseif redis.call('ZSCORE', z, entry) then
+        newest = entry
+      end
+      if newest and newest > w and mark >= newest then total = total - 1 end
+    end
+  end
+  return total
 end
-return total
 """
+_COUNT = COUNT_LUA + "return count(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1')\n"
 
 
 class MarkStore:
@@ -103,26 +103,6 @@ class MarkStore:
             for e in entries
         ], logged=False)
         await self.redis.hdel(self.keys(app).marks(feed), *(f"{kind}:{e}" for e in entries))
-
-    async def queue_counts(self, pipe: Pipeline, app: str, feed: str, order_key: str, states_key: str | None) -> None:
-        """Queue, on ``pipe``, the marks (HGETALL) and both counts: 3 replies, see :meth:`counts_result`."""
-        k = self.keys(app).marks(feed)
-        agg = "1" if states_key else "0"
-        pipe.hgetall(k)
-        for kind in KINDS:
-            await self._count(keys=[order_key, k, states_key or order_key], args=[kind, agg], client=pipe)
-
-    @staticmethod
-    def counts_result(replies: Sequence[object]) -> tuple[dict[str, str] | None, dict[str, int]]:
-        """(marks, counts) from :meth:`queue_counts`; marks None when the cache was not loaded
-        (then the counts are not to be trusted: load and ask again)."""
-        marks, seen, read = replies
-        counts = {"unseen": max(0, int(seen)), "unread": max(0, int(read))}  # type: ignore[call-overload]
-        if "!" not in marks:  # type: ignore[operator]
-            return None, counts
-        marks = dict(marks)  # type: ignore[call-overload]
-        marks.pop("!")
-        return marks, counts
 
     async def counts(self, app: str, feed: str, order_key: str, states_key: str | None) -> dict[str, int]:
         await self.load(app, feed)

@@ -23,8 +23,27 @@ def user_claims(request: web.Request) -> TokenClaims:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise BadToken("send Authorization: Bearer <token>")
-    keys = {a.id: a.key for a in request.app[SETTINGS].apps.values()}
-    return verify_token(token.strip(), keys, now=int(time.time()))
+    token = token.strip()
+    now = int(time.time())
+    settings = request.app[SETTINGS]
+    cache_key = (id(settings), token)
+    hit = _verified.get(cache_key)
+    if hit is not None and now < hit[1]:
+        return hit[0]
+    keys = {a.id: a.key for a in settings.apps.values()}
+    claims = verify_token(token, keys, now=now)
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[cache_key] = (claims, min(claims.exp, now + _VERIFIED_SECONDS))
+    return claims
+
+
+# Tokens verified in the last few seconds ((settings, token) -> claims, valid until), so a client's
+# burst of reads pays the HMAC check once. Bounded; an entry never outlives the token's
+# exp, so an expired token still gets its 401 from verify_token.
+_VERIFIED_SECONDS = 10
+_VERIFIED_MAX = 10_000
+_verified: dict[tuple[int, str], tuple[TokenClaims, int]] = {}
 
 
 def _own_feed(request: web.Request) -> tuple[str, FeedGroup, str]:
@@ -50,7 +69,7 @@ def _limit(request: web.Request) -> int:
 async def get_feed(request: web.Request) -> web.Response:
     app, group, user = _own_feed(request)
     page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), request.query.get("id_lt"))
-    return web.json_response(page.to_json())
+    return web.Response(body=page.to_bytes(), content_type="application/json")
 
 
 @signed
