@@ -38,7 +38,7 @@ def up(settings: Settings, *, config: str | None = None) -> int:
             print("hub: the server did not become ready; see the messages above", file=sys.stderr)
             return 1
         print(f"\nhub is ready in {time.monotonic() - t0:.1f} s at {url}")
-        _print_demo(settings)
+        _print_demo(settings, url)
         print("Ctrl-C stops everything hub up started.")
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
@@ -69,14 +69,15 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
     return False
 
 
-def _print_demo(settings: Settings) -> None:
+def _print_demo(settings: Settings, url: str) -> None:
     from hub.domain.tokens import issue_token
 
     if "demo" not in settings.apps:
         return
     app = settings.apps["demo"]
     token = issue_token(app.id, app.key, "bob", 86400, now=int(time.time()))
-    print(f"demo token (app demo, user bob, 24 h):\n  {token}", flush=True)
+    print(f"demo token (app demo, user bob, 24 h):\n  {token}")
+    print(f"bob's live inbox: {url}/demo?token={token}", flush=True)
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
