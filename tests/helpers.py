@@ -11,7 +11,6 @@ from hub.core import Hub
 from hub.domain.activity import parse_activity
 from hub.domain.tokens import issue_token
 from hub.ops import fanout, intake, rebuild
-from hub.storage.activities import minute_bucket
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -38,10 +37,9 @@ def token(settings: Settings, user: str, app: str = "t1", ttl: int = 600) -> str
 
 async def post(hub: Hub, app: str, **fields: object) -> str:
     """Store and fan out synchronously: the worker's jobs, run inline."""
-    minute = minute_bucket()
     (res,) = await intake.accept(hub, app, [parse_activity(fields, now=datetime.now(timezone.utc))], batch=False)
     aid = str(res["id"])
-    await fanout.plan(hub, app, aid, minute)
+    await fanout.plan(hub, app, aid)
     followers = await hub.follows.followers(app, str(fields["actor"]))
     await fanout.write_chunk(hub, app, aid, followers)
     return aid

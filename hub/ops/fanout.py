@@ -24,27 +24,26 @@ def chunks(users: Sequence[str], size: int) -> list[list[str]]:
     return [list(users[i : i + size]) for i in range(0, len(users), size)]
 
 
-async def enqueue_fanouts(hub: Hub, app: str, activity_ids: Sequence[str], minute: int) -> None:
+async def enqueue_fanouts(hub: Hub, app: str, activity_ids: Sequence[str]) -> None:
     """Queue the fan-out of freshly stored activities, concurrently."""
-    await asyncio.gather(*(enqueue_fanout(hub, app, i, minute) for i in activity_ids))
+    await asyncio.gather(*(enqueue_fanout(hub, app, i) for i in activity_ids))
 
 
-async def enqueue_fanout(hub: Hub, app: str, activity_id: str, minute: int) -> bool:
+async def enqueue_fanout(hub: Hub, app: str, activity_id: str) -> bool:
     job = await hub.queue.enqueue_job(
-        FANOUT, app, activity_id, minute,
+        FANOUT, app, activity_id,
         _job_id=f"fanout:{app}:{activity_id}", _queue_name=queue_name(hub.settings.redis, HIGH),
     )
     return job is not None
 
 
-async def plan(hub: Hub, app: str, activity_id: str, minute: int) -> int:
+async def plan(hub: Hub, app: str, activity_id: str) -> int:
     """Write the activity into its own and addressed feeds, queue follower chunks.
 
     Returns the number of chunk jobs queued (0 for a celebrity or an unknown activity).
     """
     activity = await hub.activities.get_one(app, activity_id)
     if activity is None:  # deleted before its fan-out ran
-        await hub.activities.fanout_done(app, activity_id, minute)
         return 0
     await add_to_feeds(hub, app, activity, [f"user:{activity.actor}", *activity.to])
     followers = await hub.follows.followers(app, activity.actor)
@@ -68,8 +67,6 @@ async def plan(hub: Hub, app: str, activity_id: str, minute: int) -> int:
         # Queued concurrently: one round trip's latency for all chunks, not one each.
         await asyncio.gather(*jobs)
         queued = len(jobs)
-    # Only now is the fan-out fully queued: until here a sweep would redo it (idempotently).
-    await hub.activities.fanout_done(app, activity_id, minute)
     return queued
 
 

@@ -1,8 +1,9 @@
 """Accepting activities: validate, store durably, queue the fan-out.
 
-An activity is answered 202 only once it is in Cassandra together with its pending
-fan-out marker. If queueing the job then fails, the worker's sweep finds the marker and
-queues it, so an accepted activity is never lost.
+An activity is answered 202 only once it is in Cassandra together with a pending fan-out
+marker for its request. Once its fan-out job is queued the marker is deleted; if queueing
+fails, the worker's sweep finds the marker and queues the jobs, so an accepted activity
+is never lost.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
-from hub.errors import InvalidActivity, NotFound
+from hub.errors import InvalidActivity, NotFound, Unavailable
 from hub.ops.fanout import enqueue_fanouts, enqueue_remove
 from hub.storage.activities import minute_bucket
 from hub.storage.redis import REDIS_DOWN
@@ -35,10 +36,16 @@ async def accept(hub: Hub, app: str, inputs: Sequence[ActivityInput], *, batch: 
     minute = minute_bucket()  # the pending marker's partition, which the job deletes
     stored = await hub.activities.store_many(app, [a.with_id(hub.ids.new()) for a in inputs], minute=minute)
     created = [s.activity.id for s in stored if s.created]
-    try:
-        await enqueue_fanouts(hub, app, created, minute)
-    except REDIS_DOWN:
-        log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
+    if created:
+        try:
+            await enqueue_fanouts(hub, app, created)
+        except REDIS_DOWN:
+            log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
+        else:
+            try:
+                await hub.activities.fanout_queued(app, minute, min(created))
+            except Unavailable:  # stored and queued: the sweep re-queues it, harmlessly
+                log.warning("%s: pending marker %s not cleared", app, min(created))
     return [{"id": s.activity.id, "foreign_id": s.activity.foreign_id} for s in stored]
 
 

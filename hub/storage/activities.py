@@ -38,6 +38,13 @@ def minute_bucket(now: float | None = None) -> int:
 
 
 @dataclass(frozen=True)
+class PendingBatch:
+    minute: int
+    id: str  # the marker: the batch's smallest activity id
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Stored:
     activity: Activity
     created: bool  # False when the foreign_id was known: the first activity is returned
@@ -56,7 +63,7 @@ class ActivityStore:
         return (await self.store_many(app, [activity], minute=minute))[0]
 
     async def store_many(self, app: str, activities: Sequence[Activity], *, minute: int | None = None) -> list[Stored]:
-        """Make activities durable, each with its pending fan-out marker, before any 202.
+        """Make activities durable, with one pending fan-out marker, before any 202.
 
         ``foreign_id`` decides identity: the first id stored for it wins. Claims are taken
         in Redis (fast, and serialises concurrent duplicates) and checked against the
@@ -119,8 +126,9 @@ class ActivityStore:
         """All rows of these activities in unlogged batches of bounded size.
 
         Unlogged is safe here: every row is idempotent, nothing is answered 202 before all
-        batches succeed, and each row alone is harmless (a pending marker without a body is
-        dropped by the sweep, a user-feed row without a body is skipped by rebuilds).
+        batches succeed, and each row alone is harmless (a pending marker without bodies
+        queues fan-outs that find nothing, a user-feed row without a body is skipped by
+        rebuilds). The one pending marker goes with the last batch.
         """
         if not activities:
             return
@@ -133,7 +141,6 @@ class ActivityStore:
             rows: list[tuple[str, Sequence[object]]] = [
                 ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)", (app, a.id, body)),
                 ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, a.actor, a.id)),
-                ("INSERT INTO {ks}.pending_fanout (app, minute, id) VALUES (%s, %s, %s)", (app, minute, a.id)),
             ]
             if a.foreign_id is not None:
                 rows.append(("INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s)",
@@ -145,6 +152,11 @@ class ActivityStore:
                 size = 0
             batches[-1] += rows
             size += weight
+        ids = sorted(bodies)
+        batches[-1].append((
+            "INSERT INTO {ks}.pending_fanout (app, minute, id, ids) VALUES (%s, %s, %s, %s)",
+            (app, minute, ids[0], json.dumps(ids)),
+        ))
         await asyncio.gather(*(self.db.batch(b, logged=False) for b in batches))
         k = self.keys(app)
         pipe = self.redis.pipeline(transaction=False)
@@ -152,15 +164,18 @@ class ActivityStore:
             pipe.set(k.activity(aid), body, ex=BODY_TTL)
         await pipe.execute()
 
-    async def fanout_done(self, app: str, activity_id: str, minute: int) -> None:
+    async def fanout_queued(self, app: str, minute: int, marker: str) -> None:
+        """The batch's fan-out jobs are queued: its pending marker is no longer needed."""
         await self.db.execute(
-            "DELETE FROM {ks}.pending_fanout WHERE app = %s AND minute = %s AND id = %s", (app, minute, activity_id)
+            "DELETE FROM {ks}.pending_fanout WHERE app = %s AND minute = %s AND id = %s", (app, minute, marker)
         )
 
-    async def pending(self, app: str, minutes: Iterable[int]) -> list[tuple[int, str]]:
-        async def one(m: int) -> list[tuple[int, str]]:
-            rows = await self.db.execute("SELECT id FROM {ks}.pending_fanout WHERE app = %s AND minute = %s", (app, m))
-            return [(m, r.id) for r in rows]
+    async def pending(self, app: str, minutes: Iterable[int]) -> list[PendingBatch]:
+        async def one(m: int) -> list[PendingBatch]:
+            rows = await self.db.execute(
+                "SELECT id, ids FROM {ks}.pending_fanout WHERE app = %s AND minute = %s", (app, m)
+            )
+            return [PendingBatch(m, r.id, tuple(json.loads(r.ids)) if r.ids else (r.id,)) for r in rows]
 
         return [p for part in await asyncio.gather(*(one(m) for m in minutes)) for p in part]
 

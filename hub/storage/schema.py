@@ -64,10 +64,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TABLE IF NOT EXISTS {ks}.celebrities (
             app text, user text, followers int,
             PRIMARY KEY ((app), user))""",
-        # Activities stored whose fan-out has not finished queueing: swept by the worker.
-        # Partitioned by minute so a sweep reads a few small partitions.
+        # Stored activities whose fan-out jobs are not queued yet: one row per stored batch
+        # (``id`` its smallest activity id, ``ids`` all of them as JSON), swept by the
+        # worker. Partitioned by minute so a sweep reads a few small partitions.
         """CREATE TABLE IF NOT EXISTS {ks}.pending_fanout (
-            app text, minute bigint, id text,
+            app text, minute bigint, id text, ids text,
             PRIMARY KEY ((app, minute), id)) WITH gc_grace_seconds = 3600""",
     )),
     Migration(3, "seen and read marks", (

@@ -458,7 +458,7 @@ async def test_celebrity_activities_merged_at_read(settings: Settings, aiohttp_c
             else:  # plan only: a celebrity's activity is not fanned out
                 (res,) = await intake.accept(hub, "t1", [parse_activity(
                     {"actor": star, "verb": "post", "object": f"s:{i}"}, now=datetime.now(timezone.utc))], batch=False)
-                assert await fanout.plan(hub, "t1", str(res["id"]), 0) == 0
+                assert await fanout.plan(hub, "t1", str(res["id"])) == 0
                 expected.insert(0, str(res["id"]))
         assert star in await hub.follows.celebrities("t1")
         # Not in bob's cached feed: pulled at read time.
@@ -478,7 +478,7 @@ async def test_celebrity_activities_merged_at_read(settings: Settings, aiohttp_c
             await post(hub, "t1", actor=alice, verb="post", object="late")
             (res,) = await intake.accept(hub, "t1", [parse_activity(
                 {"actor": star, "verb": "post", "object": "late"}, now=datetime.now(timezone.utc))], batch=False)
-            await fanout.plan(hub, "t1", str(res["id"]), 0)
+            await fanout.plan(hub, "t1", str(res["id"]))
             cursor = page["next"]
             if cursor is None:
                 break

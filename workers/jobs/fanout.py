@@ -42,8 +42,8 @@ SWEEP_MINUTES = 60
 
 
 @retry_when_down
-async def plan_fanout(ctx: dict[str, Any], app: str, activity_id: str, minute: int) -> int:
-    return await fanout.plan(hub_of(ctx), app, activity_id, minute)
+async def plan_fanout(ctx: dict[str, Any], app: str, activity_id: str) -> int:
+    return await fanout.plan(hub_of(ctx), app, activity_id)
 
 
 @retry_when_down
@@ -66,7 +66,8 @@ async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
     minutes = range(newest - SWEEP_MINUTES, newest + 1)
     queued = 0
     for app in hub.settings.apps:
-        for minute, activity_id in await hub.activities.pending(app, minutes):
-            if await fanout.enqueue_fanout(hub, app, activity_id, minute):
-                queued += 1
+        for batch in await hub.activities.pending(app, minutes):
+            for activity_id in batch.ids:
+                queued += await fanout.enqueue_fanout(hub, app, activity_id)
+            await hub.activities.fanout_queued(app, batch.minute, batch.id)
     return queued
