@@ -26,6 +26,10 @@ from realtime.frames import FeedView
 
 log = logging.getLogger(__name__)
 
+import os as _os, time as _time  # TRACE-TEMP
+_TRACE = _os.environ.get("RT_TRACE_FILE")  # TRACE-TEMP
+_trace: list = []  # TRACE-TEMP
+
 MAX_BATCH = 1000
 MAX_IN_FLIGHT = 64
 
@@ -59,6 +63,9 @@ class Dispatcher:
                 await t
         if self._redis is not None:
             await self._redis.aclose()
+        if _TRACE:  # TRACE-TEMP
+            with open(_TRACE, "w") as f:
+                json.dump(_trace, f)
 
     # -- who wants what ------------------------------------------------------------------
 
@@ -87,11 +94,13 @@ class Dispatcher:
                         msg = await ps.get_message(timeout=None)
                         if msg is None:
                             continue
+                        if _TRACE: msg["_t"] = _time.time()  # TRACE-TEMP
                         batch = [msg]
                         while len(batch) < MAX_BATCH:
                             nxt = await ps.get_message(timeout=0)
                             if nxt is None:
                                 break
+                            if _TRACE: nxt["_t"] = _time.time()  # TRACE-TEMP
                             batch.append(nxt)
                         await self._slots.acquire()
                         prev = asyncio.create_task(self._dispatch(batch, prev))
@@ -121,10 +130,15 @@ class Dispatcher:
     async def _dispatch(self, batch: list[dict[str, Any]], prev: asyncio.Task[None] | None) -> None:
         try:
             wanted, entries, counts = await self._fetch(batch)
+            _tf = _time.time()  # TRACE-TEMP
             if prev is not None and not prev.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(prev)  # its frames go first
             self._deliver_batch(wanted, entries, counts)
+            if _TRACE:  # TRACE-TEMP
+                _td = _time.time()
+                for raw in batch:
+                    _trace.append((raw["data"].decode() if isinstance(raw["data"], bytes) else raw["data"], raw["_t"], _tf, _td, len(batch)))
         except Exception:
             log.exception("realtime: dispatching a batch failed")
         finally:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.errors import InvalidActivity, NotFound, Unavailable
-from hub.ops.fanout import enqueue_fanouts, enqueue_remove
+from hub.ops.fanout import enqueue_fanout, enqueue_remove
 from hub.storage.activities import minute_bucket
 from hub.storage.redis import REDIS_DOWN
 
@@ -38,7 +38,7 @@ async def accept(hub: Hub, app: str, inputs: Sequence[ActivityInput], *, batch: 
     created = [s.activity.id for s in stored if s.created]
     if created:
         try:
-            await enqueue_fanouts(hub, app, created)
+            await enqueue_fanout(hub, app, created)
         except REDIS_DOWN:
             log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
         else:

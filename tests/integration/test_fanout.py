@@ -296,3 +296,18 @@ async def test_active_followers_get_high_priority_chunks(settings: Settings) -> 
         assert await chunks_on(HIGH) == high and await chunks_on(LOW) == low
     finally:
         await close_hub(hub)
+
+
+async def test_a_long_plan_continues_in_a_new_job(hub: Hub, settings: Settings) -> None:
+    """Past its time budget a plan job queues the rest of its activities as a new job."""
+    author, reader = uid("author"), uid("reader")
+    await follow_ops.follow(hub, APP, reader, author, 0)
+    stored = [await store(hub, author, "post") for _ in range(3)]
+    ids = sorted(a.id for a in stored)
+    # A zero budget plans the first activity, then hands the other two on.
+    await fanout.plan_many(hub, APP, ids, budget=0)
+    jobs = {j.job_id: j for q in (HIGH, LOW)
+            for j in await hub.queue.queued_jobs(queue_name=queue_name(settings.redis, q))}
+    assert any(k.startswith(f"chunk:{APP}:{ids[0]}:") for k in jobs)
+    assert not any(k.startswith(f"chunk:{APP}:{ids[1]}:") or k.startswith(f"chunk:{APP}:{ids[2]}:") for k in jobs)
+    assert list(jobs[f"fanout:{APP}:{ids[1]}"].args) == [APP, ids[1:]]

@@ -42,8 +42,9 @@ SWEEP_MINUTES = 60
 
 
 @retry_when_down
-async def plan_fanout(ctx: dict[str, Any], app: str, activity_id: str) -> int:
-    return await fanout.plan(hub_of(ctx), app, activity_id)
+async def plan_fanout(ctx: dict[str, Any], app: str, activity_ids: list[str]) -> int:
+    hub = hub_of(ctx)
+    return await fanout.plan_many(hub, app, activity_ids, budget=hub.settings.worker.job_timeout * 0.4)
 
 
 @retry_when_down
@@ -67,7 +68,6 @@ async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
     queued = 0
     for app in hub.settings.apps:
         for batch in await hub.activities.pending(app, minutes):
-            for activity_id in batch.ids:
-                queued += await fanout.enqueue_fanout(hub, app, activity_id)
+            queued += await fanout.enqueue_fanout(hub, app, batch.ids)
             await hub.activities.fanout_queued(app, batch.minute, batch.id)
     return queued
