@@ -26,10 +26,6 @@ from realtime.frames import FeedView
 
 log = logging.getLogger(__name__)
 
-import os as _os, time as _time  # TRACE-TEMP
-_TRACE = _os.environ.get("RT_TRACE_FILE")  # TRACE-TEMP
-_trace: list = []  # TRACE-TEMP
-
 MAX_BATCH = 1000
 MAX_IN_FLIGHT = 64
 
@@ -63,9 +59,6 @@ class Dispatcher:
                 await t
         if self._redis is not None:
             await self._redis.aclose()
-        if _TRACE:  # TRACE-TEMP
-            with open(_TRACE, "w") as f:
-                json.dump(_trace, f)
 
     # -- who wants what ------------------------------------------------------------------
 
@@ -94,13 +87,11 @@ class Dispatcher:
                         msg = await ps.get_message(timeout=None)
                         if msg is None:
                             continue
-                        if _TRACE: msg["_t"] = _time.time()  # TRACE-TEMP
                         batch = [msg]
                         while len(batch) < MAX_BATCH:
                             nxt = await ps.get_message(timeout=0)
                             if nxt is None:
                                 break
-                            if _TRACE: nxt["_t"] = _time.time()  # TRACE-TEMP
                             batch.append(nxt)
                         await self._slots.acquire()
                         prev = asyncio.create_task(self._dispatch(batch, prev))
@@ -130,15 +121,10 @@ class Dispatcher:
     async def _dispatch(self, batch: list[dict[str, Any]], prev: asyncio.Task[None] | None) -> None:
         try:
             wanted, entries, counts = await self._fetch(batch)
-            _tf = _time.time()  # TRACE-TEMP
             if prev is not None and not prev.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(prev)  # its frames go first
             self._deliver_batch(wanted, entries, counts)
-            if _TRACE:  # TRACE-TEMP
-                _td = _time.time()
-                for raw in batch:
-                    _trace.append((raw["data"].decode() if isinstance(raw["data"], bytes) else raw["data"], raw["_t"], _tf, _td, len(batch)))
         except Exception:
             log.exception("realtime: dispatching a batch failed")
         finally:
@@ -161,12 +147,13 @@ class Dispatcher:
         if not keys:
             return wanted, {}, {}
         # What the frames need, once per feed and batch, concurrently.
-        results = await asyncio.gather(
-            *(self.view.entries(a, f, entry_ids[(a, f)]) for a, f in keys),
-            *(self.view.counts(a, f) for a, f in keys),
-            return_exceptions=True,
-        )
-        return wanted, dict(zip(keys, results[: len(keys)])), dict(zip(keys, results[len(keys):]))
+        results = await asyncio.gather(*(self.view.frame_parts(a, f, entry_ids[(a, f)]) for a, f in keys),
+                                       return_exceptions=True)
+        entries: dict[Key, Any] = {}
+        counts: dict[Key, Any] = {}
+        for key, r in zip(keys, results):
+            entries[key], counts[key] = (r, r) if isinstance(r, BaseException) else r
+        return wanted, entries, counts
 
     def _deliver_batch(self, wanted: list[dict[str, Any]], entries: dict[Key, Any], counts: dict[Key, Any]) -> None:
         for m in wanted:
