@@ -29,9 +29,6 @@ CLAIM_WAIT = 3.0
 MAX_BATCH_BYTES = 40 * 1024
 
 
-async def _const(value: str) -> str:
-    return value
-
 
 def minute_bucket(now: float | None = None) -> int:
     return int((time.time() if now is None else now) // 60)
@@ -82,9 +79,9 @@ class ActivityStore:
             for fid in fids:
                 pipe.set(k.foreign_id(fid), chosen[fid].id, nx=True, get=True, ex=CLAIM_TTL)
             prior = await pipe.execute()
-            durable = await asyncio.gather(*(
-                self.find_by_foreign_id(app, fid) if p is None else _const(p) for fid, p in zip(fids, prior)
-            ))
+            # Claims Redis just granted may still be known to Cassandra (Redis forgot them).
+            known = await self.find_by_foreign_ids(app, [f for f, p in zip(fids, prior) if p is None])
+            durable = [p if p is not None else known.get(f) for f, p in zip(fids, prior)]
             for fid, claimed_id in zip(fids, durable):
                 if claimed_id is None:
                     continue
@@ -218,10 +215,18 @@ class ActivityStore:
         return [r for rows in results for r in rows]
 
     async def find_by_foreign_id(self, app: str, foreign_id: str) -> str | None:
-        rows = await self.db.execute(
-            "SELECT id FROM {ks}.activity_by_foreign_id WHERE app = %s AND foreign_id = %s", (app, foreign_id)
-        )
-        return rows[0].id if rows else None
+        return (await self.find_by_foreign_ids(app, [foreign_id])).get(foreign_id)
+
+    async def find_by_foreign_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
+        """Known ids by foreign id: one multi-partition read per 100 foreign ids."""
+        parts = [list(foreign_ids[i : i + 100]) for i in range(0, len(foreign_ids), 100)]
+        results = await asyncio.gather(*(
+            self.db.execute(
+                "SELECT foreign_id, id FROM {ks}.activity_by_foreign_id WHERE app = %s AND foreign_id IN %s", (app, p)
+            )
+            for p in parts
+        ))
+        return {r.foreign_id: r.id for rows in results for r in rows}
 
     async def delete(self, app: str, activity: Activity) -> None:
         """Mark deleted and drop it from the sources feeds are rebuilt from."""
