@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.models import Activity
 from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, REMOVE, queue_name
@@ -38,52 +39,63 @@ async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str]) -> boo
 
 
 async def plan_many(hub: Hub, app: str, activity_ids: Sequence[str], budget: float) -> int:
-    """Plan activities in order; past ``budget`` seconds, queue the rest as a new job.
-
-    The continuation keeps each job well inside its timeout however many followers the
-    authors have. A crash before it is queued re-runs this job (plans are idempotent).
+    """Plan a request's activities: own and addressed feeds first, for all of them in one
+    round trip, then follower chunks activity by activity. Past ``budget`` seconds the
+    rest is queued as a new job, which keeps each job well inside its timeout however
+    many followers the authors have. A crash before that re-runs this job (plans are
+    idempotent). Returns the number of chunk jobs queued.
     """
     started = time.monotonic()
+    bodies = await hub.activities.get_many(app, activity_ids)
+    activities = [bodies[i] for i in activity_ids if i in bodies]  # deleted ones are skipped
+    await hub.feeds.add_many(app, [
+        item for a in activities for item in _own_feed_adds(hub, a)
+    ])
+    followers = await hub.follows.followers_many(app, sorted({a.actor for a in activities}))
     queued = 0
-    for n, activity_id in enumerate(activity_ids):
+    for n, activity in enumerate(activities):
         if n and time.monotonic() - started > budget:
-            await enqueue_fanout(hub, app, activity_ids[n:])
+            await enqueue_fanout(hub, app, [a.id for a in activities[n:]])
             break
-        queued += await plan(hub, app, activity_id)
+        queued += await _queue_chunks(hub, app, activity, followers[activity.actor])
     return queued
 
 
 async def plan(hub: Hub, app: str, activity_id: str) -> int:
-    """Write the activity into its own and addressed feeds, queue follower chunks.
+    """Plan one activity (see :func:`plan_many`)."""
+    return await plan_many(hub, app, [activity_id], budget=float("inf"))
 
-    Returns the number of chunk jobs queued (0 for a celebrity or an unknown activity).
-    """
-    activity = await hub.activities.get_one(app, activity_id)
-    if activity is None:  # deleted before its fan-out ran
-        return 0
-    await add_to_feeds(hub, app, activity, [f"user:{activity.actor}", *activity.to])
-    followers = await hub.follows.followers(app, activity.actor)
-    queued = 0
+
+def _own_feed_adds(hub: Hub, activity: Activity) -> list[tuple[FeedGroup, list[str], Activity]]:
+    """``user:<actor>`` and the ``to`` feeds, grouped by feed group."""
+    by_group: dict[str, list[str]] = {}
+    for f in (f"user:{activity.actor}", *activity.to):
+        by_group.setdefault(f.partition(":")[0], []).append(f)
+    return [(hub.settings.feeds[g], fs, activity) for g, fs in by_group.items() if g in hub.settings.feeds]
+
+
+async def _queue_chunks(hub: Hub, app: str, activity: Activity, followers: Sequence[str]) -> int:
     if len(followers) > hub.settings.fanout.celebrity_threshold:
         await hub.follows.mark_celebrity(app, activity.actor, len(followers))
-        log.info("%s/%s: %s has %d followers, pulled at read time", app, activity_id, activity.actor, len(followers))
-    elif followers and hub.settings.follower_groups("user"):
-        active_since = time.time() - hub.settings.fanout.active_days * 86400
-        active, inactive = await hub.follows.split_by_activity(app, followers, active_since)
-        size = hub.settings.fanout.chunk_size
-        jobs = [
-            hub.queue.enqueue_job(
-                FANOUT_CHUNK, app, activity_id, chunk,
-                _job_id=f"chunk:{app}:{activity_id}:{priority}:{n}",
-                _queue_name=queue_name(hub.settings.redis, priority),
-            )
-            for priority, users in ((HIGH, active), (LOW, inactive))
-            for n, chunk in enumerate(chunks(sorted(users), size))
-        ]
-        # Queued concurrently: one round trip's latency for all chunks, not one each.
-        await asyncio.gather(*jobs)
-        queued = len(jobs)
-    return queued
+        log.info("%s/%s: %s has %d followers, pulled at read time", app, activity.id, activity.actor, len(followers))
+        return 0
+    if not followers or not hub.settings.follower_groups("user"):
+        return 0
+    active_since = time.time() - hub.settings.fanout.active_days * 86400
+    active, inactive = await hub.follows.split_by_activity(app, followers, active_since)
+    size = hub.settings.fanout.chunk_size
+    jobs = [
+        hub.queue.enqueue_job(
+            FANOUT_CHUNK, app, activity.id, chunk,
+            _job_id=f"chunk:{app}:{activity.id}:{priority}:{n}",
+            _queue_name=queue_name(hub.settings.redis, priority),
+        )
+        for priority, users in ((HIGH, active), (LOW, inactive))
+        for n, chunk in enumerate(chunks(sorted(users), size))
+    ]
+    # Queued concurrently: one round trip's latency for all chunks, not one each.
+    await asyncio.gather(*jobs)
+    return len(jobs)
 
 
 async def write_chunk(hub: Hub, app: str, activity_id: str, followers: Sequence[str]) -> int:
@@ -93,20 +105,6 @@ async def write_chunk(hub: Hub, app: str, activity_id: str, followers: Sequence[
     written = 0
     for group in hub.settings.follower_groups("user"):
         written += await hub.feeds.add(app, group, [f"{group.name}:{u}" for u in followers], activity)
-    return written
-
-
-async def add_to_feeds(hub: Hub, app: str, activity: Activity, feeds: Sequence[str]) -> int:
-    """Add to named feeds of any groups (one script call per group)."""
-    by_group: dict[str, list[str]] = {}
-    for f in feeds:
-        group, _, user = f.partition(":")
-        by_group.setdefault(group, []).append(f)
-    written = 0
-    for name, fs in by_group.items():
-        group = hub.settings.feeds.get(name)
-        if group is not None:
-            written += await hub.feeds.add(app, group, fs, activity)
     return written
 
 

@@ -244,17 +244,33 @@ class FeedCache:
 
     async def add(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
         """Add one activity to many cached feeds of one group. Returns entries written."""
-        if not feeds:
-            return 0
+        return await self.add_many(app, [(group, feeds, activity)])
+
+    async def add_many(self, app: str, items: Sequence[tuple[FeedGroup, Sequence[str], Activity]]) -> int:
+        """Several adds (each: one activity into feeds of one group) in one round trip."""
         k = self.keys(app)
-        if not group.is_aggregated:
-            args0 = [activity.id, group.max_length, *self._notify_args(k)]
-            return int(await self._flat_add(keys=[k.feed(f) for f in feeds], args=args0))
-        gkey = group_key(group.aggregate or "{verb}", activity)
-        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
-        args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey), group.max_length,
-                *self._notify_args(k)]
-        return int(await self._agg_add(keys=keys, args=args))
+        calls: list[tuple[Any, list[Any], list[Any]]] = []
+        for group, feeds, activity in items:
+            if not feeds:
+                continue
+            if not group.is_aggregated:
+                args0 = [activity.id, group.max_length, *self._notify_args(k)]
+                calls.append((self._flat_add, [k.feed(f) for f in feeds], args0))
+                continue
+            gkey = group_key(group.aggregate or "{verb}", activity)
+            keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
+            args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey),
+                    group.max_length, *self._notify_args(k)]
+            calls.append((self._agg_add, keys, args))
+        if not calls:
+            return 0
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return int(await script(keys=keys, args=args))
+        pipe = self.redis.pipeline(transaction=False)
+        for script, keys, args in calls:
+            await script(keys=keys, args=args, client=pipe)
+        return sum(int(n) for n in await pipe.execute())
 
     async def remove(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
         if not feeds:

@@ -100,6 +100,22 @@ class FollowStore:
         await pipe.execute()
         return loaded
 
+    async def followers_many(self, app: str, users: Sequence[str]) -> dict[str, list[str]]:
+        """Followers of several users: one Redis round trip, Cassandra for the misses."""
+        if not users:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.smembers(self.keys(app).followers(u))
+        found: dict[str, list[str]] = {}
+        for u, members in zip(users, await pipe.execute()):
+            if SENTINEL in members:
+                members.discard(SENTINEL)
+                found[u] = list(members)
+            else:
+                found[u] = await self.followers(app, u)
+        return found
+
     async def following(self, app: str, user: str) -> list[Follow]:
         rows = await self.db.execute(
             "SELECT followee, since, copy FROM {ks}.following WHERE app = %s AND follower = %s", (app, user),
