@@ -144,10 +144,15 @@ return n
 # KEYS: built flag, order set, group states (or the order set again), marks hash, active
 # users, celebrities. ARGV: aggregated flag, upper bound ("+" or "(<cursor>"), count,
 # entries wanting bodies, activity key prefix, activities per group, user, now, pulls
-# celebrities flag. Body keys are not in KEYS: the hub runs on one Redis, not a cluster.
+# celebrities flag, actors per group. Body keys are not in KEYS: the hub runs on one
+# Redis, not a cluster.
 # Returns {0} when the feed is not built, {1} when the marks are not loaded, {2} when the
-# celebrity set is not loaded, else {3, page members, ids or group states, body ids,
-# bodies, marks (aggregated only, HGETALL form), unseen, unread, celebrities}.
+# celebrity set is not loaded, else {3, page members, group summaries (aggregated), body
+# ids, bodies, marks (aggregated only, HGETALL form), unseen, unread, celebrities}.
+# A group summary is everything of the group's entry but its bodies, so Python does no
+# per-member work: {id, key, created_at, newest id, activity count, actor count, newest
+# distinct actors, newest activity ids}, or {} for a state that is gone (not expected
+# inside one script). Bodies come for the first ``entries`` groups only.
 _READ = COUNT_LUA + """
 local z, gs, mk = KEYS[2], KEYS[3], KEYS[4]
 local agg = ARGV[1] == '1'
@@ -166,14 +171,31 @@ if agg then
   if #members > 0 then
     local gids = {}
     for i, m in ipairs(members) do gids[i] = string.sub(m, string.find(m, '|', 1, true) + 1) end
-    second = redis.call('HMGET', gs, unpack(gids))
-    local per = tonumber(ARGV[6])
-    for i = 1, math.min(#second, want) do
-      if second[i] then
-        local m = {}
-        for id, _ in pairs(cjson.decode(second[i]).m) do m[#m + 1] = id end
-        table.sort(m, function(a, b) return a > b end)
-        for j = 1, math.min(#m, per) do ids[#ids + 1] = m[j] end
+    local raws = redis.call('HMGET', gs, unpack(gids))
+    local per, maxactors = tonumber(ARGV[6]), tonumber(ARGV[10])
+    for i = 1, #raws do
+      if not raws[i] then
+        second[i] = {}
+      else
+        local st = cjson.decode(raws[i])
+        local sm, m, n = st.m, {}, 0
+        for id in pairs(sm) do n = n + 1; m[n] = id end
+        if n > 1 then table.sort(m) end  -- oldest first: read it backwards
+        local newest, actors, seen, nactors, k = {}, {}, {}, 0, 0
+        for j = n, 1, -1 do
+          if k < per then
+            k = k + 1
+            newest[k] = m[j]
+            if i <= want then ids[#ids + 1] = m[j] end  -- bodies for the page only
+          end
+          local actor = sm[m[j]]
+          if not seen[actor] then
+            seen[actor] = true
+            nactors = nactors + 1
+            if nactors <= maxactors then actors[nactors] = actor end
+          end
+        end
+        second[i] = {gids[i], st.k, st.c, st.n, n, nactors, actors, newest}
       end
     end
   end
@@ -189,6 +211,24 @@ return {3, members, second, ids, bodies, marks, count(z, mk, gs, 'seen', agg), c
 """
 
 
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """What the read script says about a group on the page: its entry but for the bodies."""
+
+    id: str
+    key: str
+    created_at: str
+    newest_id: str
+    activity_count: int
+    actor_count: int
+    actors: list[str]
+    newest: list[str]  # the newest activity ids (at most the per-group limit), newest first
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.newest_id}|{self.id}"
+
+
 @dataclass(frozen=True)
 class HotRead:
     """What :meth:`FeedCache.read` found: ``missing`` names what to load before asking
@@ -196,7 +236,7 @@ class HotRead:
 
     missing: str | None
     ids: list[str]
-    groups: list[GroupState]
+    groups: list[GroupSummary]
     bodies: dict[str, str]
     marks: dict[str, str]
     unseen: int
@@ -353,7 +393,7 @@ class FeedCache:
         return out
 
     async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
-                   bodies: int, body_prefix: str, per_group: int, pulls: bool) -> HotRead:
+                   bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5) -> HotRead:
         """One page (``limit`` entries) with counts, marks and celebrities, in one round trip.
 
         Also records the user as active. Bodies come with the first ``bodies`` ids, or
@@ -364,7 +404,7 @@ class FeedCache:
         order = self.order_key(k, group, feed)
         keys = [k.built(feed), order, k.agg_state(feed) if agg else order, k.marks(feed), k.active(), k.celebrities()]
         args = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies, body_prefix, per_group, user,
-                time.time(), "1" if pulls else "0"]
+                time.time(), "1" if pulls else "0", actors]
         try:
             r: list[Any] = await self.redis.evalsha(self._read.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
@@ -372,13 +412,11 @@ class FeedCache:
         if r[0] != 3:
             return HotRead(_MISSING[r[0]], [], [], {}, {}, 0, 0, set())
         _, members, second, ids, raws, marks, unseen, unread, celebs = r
-        groups: list[GroupState] = []
+        groups: list[GroupSummary] = []
         if agg:
-            for m, raw in zip(members, second):
-                if raw is None:  # not expected inside one script, but harmless
-                    continue
-                st = json.loads(raw)
-                groups.append(GroupState(m.split("|", 1)[1], st["k"], st["m"], st["c"], st["n"]))
+            for g in second:
+                if g:  # else gone: not expected inside one script, but harmless
+                    groups.append(GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), g[6], g[7]))
         it = iter(marks)
         return HotRead(None, members if not agg else [], groups,
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
