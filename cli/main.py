@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -93,9 +94,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     _install_uvloop()
     port = args.port or settings.server.port
     app = create_app(settings)
+    _tune_gc()
     realtime.setup(app, settings, get_hub=lambda a: a[HUB])
     web.run_app(app, host=settings.server.host, port=port, print=None, access_log=None)
     return 0
+
+
+def _tune_gc() -> None:
+    """Fewer collections for a long-running server: what exists at start-up is moved out
+    of the collector's sight, and the youngest generation is collected every 20,000
+    allocations instead of every 700. Measured with `hub bench read`: the notification
+    page went from about 1,650 to 2,150 requests/s (docs/benchmarks.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 1_000)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
