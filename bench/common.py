@@ -321,3 +321,21 @@ def run(coro: Any) -> Any:
     import uvloop
 
     return uvloop.run(coro)
+
+
+async def gather_limited(n: int, coros: Any, label: str, total: int | None = None) -> None:
+    """Await ``coros`` with at most ``n`` in flight, showing a progress bar."""
+    coros = list(coros)
+    sem = asyncio.Semaphore(n)
+    bar = Progress(label, len(coros) if total is None else total)
+    done = 0
+
+    async def one(c: Any) -> None:
+        nonlocal done
+        async with sem:
+            await c
+        done += 1
+        bar.update(done)
+
+    await asyncio.gather(*(one(c) for c in coros))
+    bar.close()

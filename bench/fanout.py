@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import Environment, Progress, environment, info, redis_zadd_ceiling, signed_headers
+from bench.common import Environment, Progress, environment, gather_limited, info, redis_zadd_ceiling, signed_headers
 from bench.cpu import CpuMeter, format_cpu
 from hub.config import Settings
 from hub.storage.follows import Follow
@@ -57,22 +57,6 @@ class FanoutResult:
         ])
 
 
-async def _gather_limited(n: int, coros: Any, label: str, total: int) -> None:
-    sem = asyncio.Semaphore(n)
-    bar = Progress(label, total)
-    done = 0
-
-    async def one(c: Any) -> None:
-        nonlocal done
-        async with sem:
-            await c
-        done += 1
-        bar.update(done)
-
-    await asyncio.gather(*(one(c) for c in coros))
-    bar.close()
-
-
 async def setup(env: Environment, author: str, followers: list[str]) -> None:
     from workers.context import close_hub, open_hub
 
@@ -80,7 +64,7 @@ async def setup(env: Environment, author: str, followers: list[str]) -> None:
     app = env.app.id
     hub = await open_hub(s)
     try:
-        await _gather_limited(
+        await gather_limited(
             64, (hub.follows.add(app, Follow(u, author, None, 0)) for u in followers), "follows", len(followers))
 
         async def build(u: str) -> None:
@@ -89,7 +73,7 @@ async def setup(env: Environment, author: str, followers: list[str]) -> None:
                 await hub.feeds.start_build(app, group, feed)
                 await hub.feeds.finish_build(app, feed)
 
-        await _gather_limited(100, (build(u) for u in followers), "feed caches", len(followers))
+        await gather_limited(100, (build(u) for u in followers), "feed caches", len(followers))
         now = time.time()
         pipe = hub.redis.pipeline(transaction=False)
         for u in followers:

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import Environment, Progress, environment, info, percentile
+from bench.common import Environment, environment, gather_limited, info, percentile
 from hub.config import Settings
 from hub.domain.models import Activity
 from hub.domain.tokens import issue_token
@@ -145,22 +145,6 @@ async def wrk(env: Environment, name: str, paths: list[str], tokens: list[str], 
     return Load(name, r["requests"], r["duration_us"] / 1e6, r["p50"] / 1000, r["p99"] / 1000, r["errors"])
 
 
-async def _limited(n: int, coros: list[Any], label: str) -> None:
-    sem = asyncio.Semaphore(n)
-    bar = Progress(label, len(coros))
-    done = 0
-
-    async def one(c: Any) -> None:
-        nonlocal done
-        async with sem:
-            await c
-        done += 1
-        bar.update(done)
-
-    await asyncio.gather(*(one(c) for c in coros))
-    bar.close()
-
-
 async def run_read(settings: Settings, *, quick: bool = False) -> ReadResult:
     from workers.context import close_hub, open_hub
 
@@ -183,10 +167,10 @@ async def run_read(settings: Settings, *, quick: bool = False) -> ReadResult:
                              object=f"photo:{i % 50}", target=None, time=_now(), foreign_id=None, to=(), extra={})
                 pool.append((await hub.activities.store(app.id, a)).activity)
 
-            await _limited(64, [store(i) for i in range(authors_n * per_author)], "activities")
+            await gather_limited(64, [store(i) for i in range(authors_n * per_author)], "activities")
             pool.sort(key=lambda a: a.id)
             follows = [(u, f) for u in users for f in rnd.sample(authors, follows_n)]
-            await _limited(128, [hub.follows.add(app.id, Follow(u, f, None, 0)) for u, f in follows], "follows")
+            await gather_limited(128, [hub.follows.add(app.id, Follow(u, f, None, 0)) for u, f in follows], "follows")
             notif = hub.settings.feeds["notification"]
             notify = pool[-notify_n:]
 
@@ -196,7 +180,7 @@ async def run_read(settings: Settings, *, quick: bool = False) -> ReadResult:
                 await hub.feeds.fill(app.id, notif, feed, notify)
                 await hub.feeds.finish_build(app.id, feed)
 
-            await _limited(32, [fill_notification(u) for u in users], "notification feeds")
+            await gather_limited(32, [fill_notification(u) for u in users], "notification feeds")
             tokens = [issue_token(app.id, app.key, u, 86400, now=int(time.time())) for u in users]
             tl_paths = [f"/v1/feeds/timeline/{u}?limit={PAGE}" for u in users]
             nf_paths = [f"/v1/feeds/notification/{u}?limit={PAGE}" for u in users]
@@ -210,7 +194,7 @@ async def run_read(settings: Settings, *, quick: bool = False) -> ReadResult:
                             raise RuntimeError(f"warm-up read {path}: {r.status} {body}")
                         entries = max(entries, len(body["results"]))
 
-                await _limited(16, [warm(p, t) for p, t in zip(tl_paths + nf_paths, tokens + tokens)], "warm caches")
+                await gather_limited(16, [warm(p, t) for p, t in zip(tl_paths + nf_paths, tokens + tokens)], "warm caches")
             entries = await hub.feeds.count(app.id, hub.settings.feeds["timeline"], f"timeline:{users[0]}")
             result = ReadResult(users_n, follows_n, entries, seconds)
             result.loads.append(await wrk(env, "static GET /healthz (ceiling)", ["/healthz"], [""], seconds))
