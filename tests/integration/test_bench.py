@@ -18,8 +18,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_bench(scenario: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_BENCH_")}
+def run_bench(scenario: str, **extra_env: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_BENCH_")} | extra_env
     p = subprocess.run(
         [sys.executable, "-m", "cli.main", "--config", str(ROOT / "config.toml"), "bench", scenario, "--quick"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -51,3 +51,20 @@ def test_bench_intake_quick(running_services: list[ManagedService]) -> None:
     assert number(r"single activity.*?p99 ([\d.]+) ms", out) > 0
     assert number(r"GET /healthz at 20 clients: p50 [\d.]+ ms, p99 ([\d.]+) ms", out) > 0
     assert number(r"IF NOT EXISTS ([\d,]+)/s", out) > 0
+
+
+def test_bench_read_quick(running_services: list[ManagedService]) -> None:
+    out = run_bench("read", HUB_BENCH_READ_SECONDS="1")
+    assert number(r"static GET /healthz \(ceiling\)\s+([\d,]+) req/s", out) > 0
+    assert number(r"timeline page of 25, hot\s+([\d,]+) req/s", out) > 0
+    assert number(r"notification page of 25, hot\s+([\d,]+) req/s", out) > 0
+    assert number(r"timeline page of 25, cold.*?p99\s+([\d.]+) ms", out) > 0
+    assert "errors 0" in out
+
+
+def test_bench_push_quick(running_services: list[ManagedService]) -> None:
+    out = run_bench("push")
+    assert number(r"202-to-frame p50 ([\d.]+) ms", out) > 0
+    assert number(r"deliveries: ([\d]+) of", out) > 0
+    assert number(r"frames at ([\d,]+)/s", out) > 0
+    assert number(r"sockets, ([\d.]+) KiB RSS each", out) > 0
