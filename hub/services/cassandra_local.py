@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java, write_add_opens
 from hub.services.process import (
+    find_instance, service_status,
     ManagedService, Progress, ServiceError, ServiceStatus, bind_address, discard, exchange,
     is_local_host, port_free, running_pid, spawn_detached, tcp_open, wait_until,
 )
@@ -176,17 +177,9 @@ def start_cassandra(
 
 def cassandra_instance(port: int, state_dir: Path, host: str = "127.0.0.1") -> ManagedService | None:
     """The hub-started Cassandra for ``port`` under ``state_dir``, if it runs."""
-    idir = instance_dir(state_dir, port).resolve()
-    pid = running_pid(idir / "cassandra.pid", MARKER)
-    if pid is None:
-        return None
-    return ManagedService(NAME, pid, f"{host}:{port}", idir / "cassandra.log", idir / "cassandra.pid", MARKER, STOP_GRACE)
+    return find_instance(NAME, MARKER, STOP_GRACE, instance_dir(state_dir, port).resolve(), f"{host}:{port}")
 
 
 def cassandra_status(host: str, port: int, state_dir: Path) -> ServiceStatus:
-    address = f"{host}:{port}"
-    answers = cql_answers(host, port)
     mine = cassandra_instance(port, state_dir, host) if is_local_host(host) else None
-    if mine is not None:
-        return ServiceStatus(NAME, "running", address, mine.pid, mine.log_path, answers)
-    return ServiceStatus(NAME, "answering" if answers else "stopped", address, answers=answers)
+    return service_status(NAME, f"{host}:{port}", cql_answers(host, port), mine)

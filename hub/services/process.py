@@ -234,3 +234,17 @@ class ServiceStatus:
             what = "stopped"
         log = f"  log: {self.log_path}" if self.log_path else ""
         return f"{self.name:<10} {what:<40} {self.address}{log}"
+
+
+def find_instance(name: str, marker: str, grace: float, idir: Path, address: str) -> ManagedService | None:
+    """The server the hub started in ``idir`` (``<name>.pid``, ``<name>.log``), if it runs."""
+    pid = running_pid(idir / f"{name}.pid", marker)
+    if pid is None:
+        return None
+    return ManagedService(name, pid, address, idir / f"{name}.log", idir / f"{name}.pid", marker, grace)
+
+
+def service_status(name: str, address: str, answers: bool, mine: ManagedService | None) -> ServiceStatus:
+    if mine is not None:
+        return ServiceStatus(name, "running", address, mine.pid, mine.log_path, answers)
+    return ServiceStatus(name, "answering" if answers else "stopped", address, answers=answers)

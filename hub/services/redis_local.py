@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from hub.services.process import (
+    find_instance, service_status,
     ManagedService, Progress, ServiceError, ServiceStatus, apt_install, bind_address, discard,
     exchange, is_local_host, running_pid, spawn_detached, tcp_open, wait_until,
 )
@@ -79,17 +80,9 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
 
 def redis_instance(port: int, state_dir: Path, host: str = "127.0.0.1") -> ManagedService | None:
     """The hub-started Redis for ``port`` under ``state_dir``, if it runs."""
-    idir = instance_dir(state_dir, port).resolve()
-    pid = running_pid(idir / "redis.pid", MARKER)
-    if pid is None:
-        return None
-    return ManagedService(NAME, pid, f"{host}:{port}", idir / "redis.log", idir / "redis.pid", MARKER, STOP_GRACE)
+    return find_instance(NAME, MARKER, STOP_GRACE, instance_dir(state_dir, port).resolve(), f"{host}:{port}")
 
 
 def redis_status(host: str, port: int, state_dir: Path) -> ServiceStatus:
-    address = f"{host}:{port}"
-    answers = redis_answers(host, port)
     mine = redis_instance(port, state_dir, host) if is_local_host(host) else None
-    if mine is not None:
-        return ServiceStatus(NAME, "running", address, mine.pid, mine.log_path, answers)
-    return ServiceStatus(NAME, "answering" if answers else "stopped", address, answers=answers)
+    return service_status(NAME, f"{host}:{port}", redis_answers(host, port), mine)
