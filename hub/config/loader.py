@@ -1,9 +1,8 @@
-"""Configuration: ``config.toml`` read once into frozen dataclasses.
+"""Reading ``config.toml`` and the environment into :class:`~hub.config.settings.Settings`.
 
-Nothing here is global: :func:`load_settings` returns a :class:`Settings` that callers
-pass down explicitly. Environment variables override the file (contract section 1). Any
-bad value raises :class:`~hub.errors.ConfigError`, whose message is the single line the
-operator sees.
+Environment variables override the file (contract section 1). Every value is checked
+here, so a bad one fails at start-up with a :class:`~hub.errors.ConfigError` naming the
+key, not later in whatever first uses it.
 """
 
 from __future__ import annotations
@@ -14,128 +13,29 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from hub.config.reader import Reader
+from hub.config.settings import (
+    DEFAULT_FEEDS,
+    AppSettings,
+    CassandraSettings,
+    FanoutSettings,
+    FeedGroup,
+    RedisSettings,
+    ServerSettings,
+    ServicesSettings,
+    Settings,
+    WorkerSettings,
+)
 from hub.errors import ConfigError
 
 FEED_KINDS = ("flat", "aggregated", "notification")
 TEMPLATE_FIELDS = ("verb", "actor", "object", "target", "day", "hour")
 _APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _GROUP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    url: str = "redis://127.0.0.1:6379/0"
-    # Every key the hub writes starts with this, so several hubs (or test runs) share a server.
-    key_prefix: str = "hub"
-
-    @property
-    def host(self) -> str:
-        return urlparse(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return urlparse(self.url).port or 6379
-
-
-@dataclass(frozen=True)
-class CassandraSettings:
-    hosts: tuple[str, ...] = ("127.0.0.1",)
-    port: int = 9042
-    keyspace: str = "hub"
-    replication_factor: int = 1
-    # 3 speaks to Cassandra 2.1; newer clusters negotiate up when this is None.
-    protocol_version: int | None = 3
-    request_timeout: float = 5.0
-
-
-@dataclass(frozen=True)
-class FanoutSettings:
-    chunk_size: int = 100
-    celebrity_threshold: int = 10_000
-    active_days: int = 7
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    # A job killed with its worker is re-run after this many seconds (arq's in-progress
-    # key expires with the job timeout), so keep it short: fan-out chunks are small.
-    job_timeout: int = 5
-    max_tries: int = 20
-    max_jobs: int = 20
-    poll_delay: float = 0.05
-
-
-@dataclass(frozen=True)
-class AppSettings:
-    id: str
-    secret: str
-    allowed_origins: tuple[str, ...] = ()
-    # Token bucket for signed app calls: ``rate`` requests a second, bursts up to ``burst``.
-    rate: float = 2000.0
-    burst: int = 4000
-
-    @property
-    def key(self) -> bytes:
-        """The signing key: the bytes behind ``whsec_`` (Standard Webhooks)."""
-        return base64.b64decode(self.secret.removeprefix("whsec_"))
-
-
-@dataclass(frozen=True)
-class FeedGroup:
-    name: str
-    kind: str = "flat"
-    follows: str | None = None
-    max_length: int = 1000
-    aggregate: str | None = None
-    ranking: str = "recency"
-
-    @property
-    def is_aggregated(self) -> bool:
-        return self.kind in ("aggregated", "notification")
-
-
-@dataclass(frozen=True)
-class ServicesSettings:
-    """Where ``hub services`` keeps what it installs (cache) and runs (state)."""
-
-    state_dir: Path = Path(".hub")
-    cache_dir: Path = Path.home() / ".cache" / "hub"
-    cassandra_heap_mb: int = 512
-
-
-DEFAULT_FEEDS: dict[str, FeedGroup] = {
-    "user": FeedGroup("user", "flat", None, 1000),
-    "timeline": FeedGroup("timeline", "flat", "user", 1000),
-    "timeline_aggregated": FeedGroup("timeline_aggregated", "aggregated", "user", 1000, "{verb}:{day}"),
-    "notification": FeedGroup("notification", "notification", None, 1000, "{verb}:{object}:{day}"),
-}
-
-
-@dataclass(frozen=True)
-class Settings:
-    server: ServerSettings = field(default_factory=ServerSettings)
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
-    fanout: FanoutSettings = field(default_factory=FanoutSettings)
-    worker: WorkerSettings = field(default_factory=WorkerSettings)
-    services: ServicesSettings = field(default_factory=ServicesSettings)
-    apps: Mapping[str, AppSettings] = field(default_factory=dict)
-    feeds: Mapping[str, FeedGroup] = field(default_factory=lambda: dict(DEFAULT_FEEDS))
-
-    def follower_groups(self, source: str = "user") -> tuple[FeedGroup, ...]:
-        """The groups that receive fan-out from a followee's ``source`` group."""
-        return tuple(g for g in self.feeds.values() if g.follows == source)
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -157,7 +57,7 @@ def load_settings(
 
 
 def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Path | None = None) -> Settings:
-    r = _Reader(raw)
+    r = Reader(raw)
     known = {"server", "redis", "cassandra", "fanout", "worker", "services", "apps", "feeds"}
     for key in raw:
         if key not in known:
@@ -216,7 +116,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
     )
 
 
-def _apps(r: _Reader, env: Mapping[str, str]) -> dict[str, AppSettings]:
+def _apps(r: Reader, env: Mapping[str, str]) -> dict[str, AppSettings]:
     apps: dict[str, AppSettings] = {}
     for app_id in r.table("apps"):
         if not _APP_ID.match(app_id):
@@ -247,7 +147,7 @@ def _check_secret(key: str, secret: str) -> None:
         raise ConfigError(key, "too short: use at least 16 random bytes (24 base64 characters)")
 
 
-def _feeds(r: _Reader) -> dict[str, FeedGroup]:
+def _feeds(r: Reader) -> dict[str, FeedGroup]:
     feeds = dict(DEFAULT_FEEDS)
     for name in r.table("feeds"):
         k = f"feeds.{name}"
@@ -287,77 +187,3 @@ def _check_template(key: str, template: str) -> None:
     for n in names:
         if n not in TEMPLATE_FIELDS:
             raise ConfigError(key, f"unknown field {{{n}}}; fields are {', '.join(TEMPLATE_FIELDS)}")
-
-
-_MISSING = object()
-
-
-class _Reader:
-    """Typed access to the raw TOML by dotted key, raising ConfigError that names the key."""
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self._raw = raw
-
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
-        node: Any = self._raw
-        for part in key.split("."):
-            if not isinstance(node, Mapping):
-                raise ConfigError(key.rsplit(".", 1)[0], "must be a table")
-            if part not in node:
-                if default is _MISSING:
-                    raise ConfigError(key, "is missing")
-                return default
-            node = node[part]
-        return node
-
-    def table(self, key: str) -> list[str]:
-        t = self.raw(key, {})
-        if not isinstance(t, Mapping):
-            raise ConfigError(key, "must be a table")
-        for name, sub in t.items():
-            if not isinstance(sub, Mapping):
-                raise ConfigError(f"{key}.{name}", "must be a table")
-        return list(t)
-
-    def str(self, key: str, default: Any = _MISSING) -> str:
-        v = self.raw(key, default)
-        if not isinstance(v, str) or not v:
-            raise ConfigError(key, f"must be a non-empty string, not {v!r}")
-        return v
-
-    def ident(self, key: str, default: str) -> str:
-        v = self.str(key, default)
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v):
-            raise ConfigError(key, "use letters, digits and _ . : - only")
-        return v
-
-    def str_list(self, key: str, default: list[str]) -> tuple[str, ...]:
-        v = self.raw(key, default)
-        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-            raise ConfigError(key, "must be a list of strings")
-        return tuple(v)
-
-    def int(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(key, f"must be an integer, not {v!r}")
-        if lo is not None and v < lo:
-            raise ConfigError(key, f"must be at least {lo}, not {v}")
-        if hi is not None and v > hi:
-            raise ConfigError(key, f"must be at most {hi}, not {v}")
-        return v
-
-    def num(self, key: str, default: float, lo: float | None = None) -> float:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(key, f"must be a number, not {v!r}")
-        if lo is not None and v < lo:
-            raise ConfigError(key, f"must be at least {lo}, not {v}")
-        return float(v)
-
-    def port(self, key: str, default: int, env_value: str | None = None, env_name: str = "") -> int:
-        if env_value is not None:
-            if not env_value.isdigit() or not 0 < int(env_value) < 65536:
-                raise ConfigError(env_name, f"{env_value!r} is not a port number (1 to 65535)")
-            return int(env_value)
-        return self.int(key, default, lo=1, hi=65535)

@@ -1,0 +1,124 @@
+"""The configuration's shape: frozen dataclasses, one per ``config.toml`` table, and Settings.
+
+The defaults here are what a missing key means; :mod:`hub.config.loader` reads the file
+and the environment into these.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = "redis://127.0.0.1:6379/0"
+    # Every key the hub writes starts with this, so several hubs (or test runs) share a server.
+    key_prefix: str = "hub"
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port or 6379
+
+
+@dataclass(frozen=True)
+class CassandraSettings:
+    hosts: tuple[str, ...] = ("127.0.0.1",)
+    port: int = 9042
+    keyspace: str = "hub"
+    replication_factor: int = 1
+    # 3 speaks to Cassandra 2.1; newer clusters negotiate up when this is None.
+    protocol_version: int | None = 3
+    request_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    chunk_size: int = 100
+    celebrity_threshold: int = 10_000
+    active_days: int = 7
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    # A job killed with its worker is re-run after this many seconds (arq's in-progress
+    # key expires with the job timeout), so keep it short: fan-out chunks are small.
+    job_timeout: int = 5
+    max_tries: int = 20
+    max_jobs: int = 20
+    poll_delay: float = 0.05
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    id: str
+    secret: str
+    allowed_origins: tuple[str, ...] = ()
+    # Token bucket for signed app calls: ``rate`` requests a second, bursts up to ``burst``.
+    rate: float = 2000.0
+    burst: int = 4000
+
+    @property
+    def key(self) -> bytes:
+        """The signing key: the bytes behind ``whsec_`` (Standard Webhooks)."""
+        return base64.b64decode(self.secret.removeprefix("whsec_"))
+
+
+@dataclass(frozen=True)
+class FeedGroup:
+    name: str
+    kind: str = "flat"
+    follows: str | None = None
+    max_length: int = 1000
+    aggregate: str | None = None
+    ranking: str = "recency"
+
+    @property
+    def is_aggregated(self) -> bool:
+        return self.kind in ("aggregated", "notification")
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """Where ``hub services`` keeps what it installs (cache) and runs (state)."""
+
+    state_dir: Path = Path(".hub")
+    cache_dir: Path = Path.home() / ".cache" / "hub"
+    cassandra_heap_mb: int = 512
+
+
+DEFAULT_FEEDS: dict[str, FeedGroup] = {
+    "user": FeedGroup("user", "flat", None, 1000),
+    "timeline": FeedGroup("timeline", "flat", "user", 1000),
+    "timeline_aggregated": FeedGroup("timeline_aggregated", "aggregated", "user", 1000, "{verb}:{day}"),
+    "notification": FeedGroup("notification", "notification", None, 1000, "{verb}:{object}:{day}"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+    fanout: FanoutSettings = field(default_factory=FanoutSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    services: ServicesSettings = field(default_factory=ServicesSettings)
+    apps: Mapping[str, AppSettings] = field(default_factory=dict)
+    feeds: Mapping[str, FeedGroup] = field(default_factory=lambda: dict(DEFAULT_FEEDS))
+
+    def follower_groups(self, source: str = "user") -> tuple[FeedGroup, ...]:
+        """The groups that receive fan-out from a followee's ``source`` group."""
+        return tuple(g for g in self.feeds.values() if g.follows == source)
