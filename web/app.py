@@ -12,11 +12,12 @@ from aiohttp import web
 
 from hub.config import Settings
 from hub.core import Hub
+from hub.ops.intake import Intake
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
 from web.errors import errors_middleware
-from web.keys import CASSANDRA, HUB, METRICS, QUEUE, REDIS, SETTINGS
+from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS
 from web.metrics import Metrics
 from web.routes import setup_routes
 
@@ -30,7 +31,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_cassandra)
-    app.on_startup.append(_hub)
+    app.cleanup_ctx.append(_hub)
     setup_routes(app)
     return app
 
@@ -50,6 +51,9 @@ async def _cassandra(app: web.Application) -> AsyncIterator[None]:
     await app[CASSANDRA].close()
 
 
-async def _hub(app: web.Application) -> None:
-    # on_startup runs after every cleanup_ctx has opened its resource.
+async def _hub(app: web.Application) -> AsyncIterator[None]:
+    # Last in cleanup_ctx: opened after Redis and Cassandra, closed before them.
     app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE])
+    app[INTAKE] = Intake(app[HUB])
+    yield
+    await app[INTAKE].close()

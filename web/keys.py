@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from hub.config import Settings
 from hub.core import Hub
+from hub.ops.intake import Intake
 from hub.storage.cassandra import Cassandra
 from web.metrics import Metrics
 
@@ -17,3 +18,4 @@ CASSANDRA = web.AppKey("cassandra", Cassandra)
 QUEUE = web.AppKey("queue", ArqRedis)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
+INTAKE = web.AppKey("intake", Intake)

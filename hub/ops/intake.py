@@ -1,24 +1,38 @@
 """Accepting activities: validate, store durably, queue the fan-out.
 
 An activity is answered 202 only once it is in Cassandra together with a pending fan-out
-marker for its request. Once its fan-out job is queued the marker is deleted; if queueing
+marker for its group. Once its fan-out job is queued the marker is deleted; if queueing
 fails, the worker's sweep finds the marker and queues the jobs, so an accepted activity
 is never lost.
+
+In ``hub serve`` the requests of one app that arrive together are committed as one group
+(:class:`Intake`, hub/ops/groupcommit.py): one Cassandra batch, one marker and one fan-out
+job for all of them, so the work per activity falls as the load rises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
+from hub.domain.models import Activity
 from hub.errors import InvalidActivity, NotFound, Unavailable
 from hub.ops.fanout import enqueue_fanout, enqueue_remove
-from hub.storage.activities import minute_bucket
+from hub.ops.groupcommit import GroupCommit
+from hub.storage.activities import Stored, StoreResult
 from hub.storage.redis import REDIS_DOWN
 
 log = logging.getLogger(__name__)
+
+# Activities per group: a few Cassandra batches (40 KiB each) written concurrently, and a
+# planning job that stays well inside its time budget.
+MAX_GROUP = 500
+# Groups of one app written at the same time: while one waits on Cassandra the next is
+# already being gathered and sent, so a request rarely waits behind a whole group.
+GROUP_CONCURRENCY = 2
 
 
 def check_targets(hub: Hub, inputs: Sequence[ActivityInput], batch: bool) -> None:
@@ -31,22 +45,72 @@ def check_targets(hub: Hub, inputs: Sequence[ActivityInput], batch: bool) -> Non
                 raise InvalidActivity(f"no feed group {group!r} (in {feed!r})", field=where)
 
 
+class Intake:
+    """Accepting activities in one server process: concurrent requests share commits.
+
+    The pending markers of a committed group are dropped after the answers go out: a
+    marker left behind by a crash only makes the sweep queue an idempotent fan-out again.
+    """
+
+    def __init__(self, hub: Hub, *, max_group: int = MAX_GROUP) -> None:
+        self.hub = hub
+        self.groups: GroupCommit[str, Activity, Stored] = GroupCommit(self._commit, max_items=max_group, concurrency=GROUP_CONCURRENCY)
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    async def accept(self, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
+        check_targets(self.hub, inputs, batch)
+        stored = await self.groups.submit(app, [a.with_id(self.hub.ids.new()) for a in inputs])
+        return _answer(stored)
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    async def _commit(self, app: str, activities: list[Activity]) -> list[Stored]:
+        result, queued = await commit(self.hub, app, activities)
+        if queued:
+            task = asyncio.create_task(drop_markers(self.hub, app, result))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+        return result.stored
+
+
 async def accept(hub: Hub, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
+    """One request on its own (no grouping): tests and tools."""
     check_targets(hub, inputs, batch)
-    minute = minute_bucket()  # the pending marker's partition, which the job deletes
-    stored = await hub.activities.store_many(app, [a.with_id(hub.ids.new()) for a in inputs], minute=minute)
-    created = [s.activity.id for s in stored if s.created]
-    if created:
-        try:
-            await enqueue_fanout(hub, app, created)
-        except REDIS_DOWN:
-            log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
-        else:
-            try:
-                await hub.activities.fanout_queued(app, minute, min(created))
-            except Unavailable:  # stored and queued: the sweep re-queues it, harmlessly
-                log.warning("%s: pending marker %s not cleared", app, min(created))
+    result, queued = await commit(hub, app, [a.with_id(hub.ids.new()) for a in inputs])
+    if queued:
+        await drop_markers(hub, app, result)
+    return _answer(result.stored)
+
+
+def _answer(stored: Sequence[Stored]) -> list[dict[str, str | None]]:
     return [{"id": s.activity.id, "foreign_id": s.activity.foreign_id} for s in stored]
+
+
+async def commit(hub: Hub, app: str, activities: Sequence[Activity]) -> tuple[StoreResult, bool]:
+    """Store durably (pending marker first), then queue one planning job for what is new.
+
+    Returns the stored activities and whether their fan-out is queued, so that the
+    markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
+    stored once: the first occurrence is ``created``, later ones repeat it.
+    """
+    result = await hub.activities.store_many(app, activities)
+    created = [s.activity.id for s in result.stored if s.created]
+    if not created:
+        return result, True
+    try:
+        await enqueue_fanout(hub, app, created)
+    except REDIS_DOWN:
+        log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
+        return result, False
+    return result, True
+
+
+async def drop_markers(hub: Hub, app: str, result: StoreResult) -> None:
+    try:
+        await hub.activities.fanout_queued(app, result.minute, *result.markers)
+    except Unavailable:  # stored and queued: the sweep re-queues it, harmlessly
+        log.warning("%s: pending markers %s not cleared", app, ", ".join(result.markers))
 
 
 async def delete(hub: Hub, app: str, activity_id: str | None, foreign_id: str | None) -> str:

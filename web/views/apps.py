@@ -14,7 +14,7 @@ from hub.domain.tokens import issue_token
 from hub.errors import InvalidRequest
 from hub.ops import follow as follow_ops
 from hub.ops import intake
-from web.keys import HUB, METRICS
+from web.keys import HUB, INTAKE, METRICS
 from web.signed import signed
 
 MAX_COPY = 1000
@@ -46,7 +46,7 @@ async def post_activities(request: web.Request, app: AppSettings, body: bytes) -
     data = decode_json(body)
     inputs = parse_activities_body(data, now=datetime.now(timezone.utc))
     batch = isinstance(data, dict) and "activities" in data
-    results = await intake.accept(request.app[HUB], app.id, inputs, batch=batch)
+    results = await request.app[INTAKE].accept(app.id, inputs, batch=batch)
     request.app[METRICS].activities.labels(app.id).inc(len(results))
     return 202, {"activities": results}
 
