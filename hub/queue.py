@@ -21,7 +21,7 @@ LOW = "low"
 PRIORITIES = (HIGH, LOW)
 
 # Job names: the contract between the producers (web, workers) and the worker functions.
-FANOUT = "fanout"  # (app, [activity_id, ...]): plan the fan-out of one request's activities
+FANOUT = "fanout"  # (app, [activity_id, ...], own_done): plan the fan-out of one group of activities
 FANOUT_CHUNK = "fanout_chunk"  # (app, activity_id, followers): write into those feeds
 REMOVE = "remove_activity"  # (app, activity_id): take a deleted activity out of feeds
 SWEEP = "sweep_pending"  # (): re-queue stored activities whose fan-out was not queued

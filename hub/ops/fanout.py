@@ -25,20 +25,35 @@ def chunks(users: Sequence[str], size: int) -> list[list[str]]:
     return [list(users[i : i + size]) for i in range(0, len(users), size)]
 
 
-async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str]) -> bool:
-    """Queue one job that plans the fan-out of these activities (one request's worth).
+async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> bool:
+    """Queue one job that plans the fan-out of these activities (one group's worth).
 
-    One job per request rather than per activity: the queue's own cost (about a
+    One job per group rather than per activity: the queue's own cost (about a
     millisecond of worker CPU per job) was the largest part of intake's worker load.
+    ``own_done`` says the own and addressed feeds are already written (intake does that
+    before queueing), so the job only fans out to followers.
     """
     ids = sorted(activity_ids)
     job = await hub.queue.enqueue_job(
-        FANOUT, app, ids, _job_id=f"fanout:{app}:{ids[0]}", _queue_name=queue_name(hub.settings.redis, HIGH),
+        FANOUT, app, ids, own_done, _job_id=f"fanout:{app}:{ids[0]}",
+        _queue_name=queue_name(hub.settings.redis, HIGH),
     )
     return job is not None
 
 
-async def plan_many(hub: Hub, app: str, activity_ids: Sequence[str], budget: float) -> int:
+async def write_own_feeds(hub: Hub, app: str, activities: Sequence[Activity]) -> int:
+    """``user:<actor>`` and the ``to`` feeds of these activities, in one round trip.
+
+    Intake calls this before answering, so an addressed notification is in its feed (and
+    on its way to connected sockets) without waiting for a worker to pick up the job.
+    Idempotent like every feed write; the planning job does it when intake could not.
+    """
+    return await hub.feeds.add_many(app, [item for a in activities for item in _own_feed_adds(hub, a)])
+
+
+async def plan_many(
+    hub: Hub, app: str, activity_ids: Sequence[str], budget: float, *, own_done: bool = False
+) -> int:
     """Plan a request's activities: own and addressed feeds first, for all of them in one
     round trip, then follower chunks activity by activity. Past ``budget`` seconds the
     rest is queued as a new job, which keeps each job well inside its timeout however
@@ -48,14 +63,13 @@ async def plan_many(hub: Hub, app: str, activity_ids: Sequence[str], budget: flo
     started = time.monotonic()
     bodies = await hub.activities.get_many(app, activity_ids)
     activities = [bodies[i] for i in activity_ids if i in bodies]  # deleted ones are skipped
-    await hub.feeds.add_many(app, [
-        item for a in activities for item in _own_feed_adds(hub, a)
-    ])
+    if not own_done:
+        await write_own_feeds(hub, app, activities)
     followers = await hub.follows.followers_many(app, sorted({a.actor for a in activities}))
     queued = 0
     for n, activity in enumerate(activities):
         if n and time.monotonic() - started > budget:
-            await enqueue_fanout(hub, app, [a.id for a in activities[n:]])
+            await enqueue_fanout(hub, app, [a.id for a in activities[n:]], own_done=True)
             break
         queued += await _queue_chunks(hub, app, activity, followers[activity.actor])
     return queued

@@ -20,7 +20,7 @@ from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.domain.models import Activity
 from hub.errors import InvalidActivity, NotFound, Unavailable
-from hub.ops.fanout import enqueue_fanout, enqueue_remove
+from hub.ops.fanout import enqueue_fanout, enqueue_remove, write_own_feeds
 from hub.ops.groupcommit import GroupCommit
 from hub.storage.activities import Stored, StoreResult
 from hub.storage.redis import REDIS_DOWN
@@ -88,18 +88,20 @@ def _answer(stored: Sequence[Stored]) -> list[dict[str, str | None]]:
 
 
 async def commit(hub: Hub, app: str, activities: Sequence[Activity]) -> tuple[StoreResult, bool]:
-    """Store durably (pending marker first), then queue one planning job for what is new.
+    """Store durably (pending marker first), write the own and addressed feeds, then queue
+    one planning job for the followers of what is new.
 
     Returns the stored activities and whether their fan-out is queued, so that the
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
     stored once: the first occurrence is ``created``, later ones repeat it.
     """
     result = await hub.activities.store_many(app, activities)
-    created = [s.activity.id for s in result.stored if s.created]
+    created = [s.activity for s in result.stored if s.created]
     if not created:
         return result, True
     try:
-        await enqueue_fanout(hub, app, created)
+        await write_own_feeds(hub, app, created)
+        await enqueue_fanout(hub, app, [a.id for a in created], own_done=True)
     except REDIS_DOWN:
         log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
         return result, False

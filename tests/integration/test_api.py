@@ -364,6 +364,24 @@ async def test_202_means_stored_and_queued(t1: AppCaller, settings: Settings, hu
         await asyncio.wait_for(task, 30)
 
 
+async def test_own_and_addressed_feeds_are_written_before_the_202(
+    t1: AppCaller, settings: Settings, hub: Hub
+) -> None:
+    """Intake writes ``user:<actor>`` and the ``to`` feeds itself; the job only does followers."""
+    alice, dan = uid("alice"), uid("dan")
+    assert await feed_ids(hub, "t1", "notification", dan) == []  # dan's cache is built (and empty)
+    assert await feed_ids(hub, "t1", "user", alice) == []
+    r = await t1.call("POST", "/activities", activity(alice, to=[f"notification:{dan}"]))
+    assert r.status == 202, await r.text()
+    aid = (await r.json())["activities"][0]["id"]
+    # No worker runs in this test: read the caches directly, no rebuild, no wait.
+    groups = await hub.feeds.groups("t1", f"notification:{dan}", 10)
+    assert [m for g in groups for m in g.members] == [aid]
+    assert await hub.feeds.flat_ids("t1", f"user:{alice}", 10) == [aid]
+    jobs = {j.job_id: j for j in await hub.queue.queued_jobs(queue_name=queue_name(settings.redis, HIGH))}
+    assert list(jobs[f"fanout:t1:{aid}"].args) == ["t1", [aid], True]
+
+
 # --- delete ----------------------------------------------------------------------------
 
 

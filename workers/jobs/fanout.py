@@ -42,9 +42,10 @@ SWEEP_MINUTES = 60
 
 
 @retry_when_down
-async def plan_fanout(ctx: dict[str, Any], app: str, activity_ids: list[str]) -> int:
+async def plan_fanout(ctx: dict[str, Any], app: str, activity_ids: list[str], own_done: bool = False) -> int:
     hub = hub_of(ctx)
-    return await fanout.plan_many(hub, app, activity_ids, budget=hub.settings.worker.job_timeout * 0.4)
+    budget = hub.settings.worker.job_timeout * 0.4
+    return await fanout.plan_many(hub, app, activity_ids, budget, own_done=own_done)
 
 
 @retry_when_down
