@@ -64,7 +64,10 @@ def test_bench_read_quick(running_services: list[ManagedService]) -> None:
 
 def test_bench_push_quick(running_services: list[ManagedService]) -> None:
     out = run_bench("push")
-    assert number(r"202-to-frame p50 ([\d.]+) ms", out) > 0
+    # A frame may beat its 202 (the feed is written before the answer): 0 ms is allowed.
+    assert number(r"202-to-frame p50 ([\d.]+) ms", out) >= 0
+    assert number(r"from sending the POST to the frame: p50 ([\d.]+) ms", out) > 0
+    assert number(r"([\d]+) entry frames", out) == number(r"([\d]+) activities posted", out) > 0
     assert number(r"deliveries: ([\d]+) of", out) > 0
     assert number(r"frames at ([\d,]+)/s", out) > 0
     assert number(r"sockets, ([\d.]+) KiB RSS each", out) > 0
