@@ -9,8 +9,11 @@ group that gains an activity while someone pages moves to the top: it is new aga
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import re
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ from hub.core import Hub
 from hub.domain.ids import ID_LENGTH, is_valid_id
 from hub.domain.models import Activity
 from hub.errors import InvalidRequest
+from hub.ops import feedpage
+from hub.ops.feedpage import _verb_time
 from hub.ops.rebuild import ensure_built, rebuild
 from hub.storage.changes import publish_counts
 from hub.storage.feedcache import SENTINEL, GroupState, GroupSummary
@@ -73,15 +78,18 @@ async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int,
     built, records the user as active, and returns the page's ids or group states with
     their stored bodies, the marks, both counts and the celebrities. Whatever is missing
     (feed not built, marks or celebrities not loaded) is loaded the usual way and the
-    script asked again. The answer is spliced from the stored body texts.
+    script asked again. The answer is spliced from the stored body texts. An aggregated
+    feed's first page comes rendered from the page cache when no change happened since it
+    was rendered (hub/storage/feedcache.py), else it is rendered and stored.
     """
     cursor = check_cursor(group, cursor)
     feed = f"{group.name}:{user}"
     pulls = group.follows == "user"
     body_prefix = hub.activities.keys(app).activity("")
+    token = f"{_TOKEN}{next(_tokens)}" if group.is_aggregated and cursor is None else ""
     for _ in range(4):
         r = await hub.feeds.read(app, group, feed, user, limit + 1, cursor, limit, body_prefix, MAX_GROUP_ACTIVITIES,
-                                 pulls)
+                                 pulls, page_token=token)
         if r.missing == "feed":  # load the marks meanwhile: the next ask would miss them too
             await asyncio.gather(rebuild(hub, app, group, user), hub.marks.load(app, feed))
         elif r.missing == "marks":
@@ -95,7 +103,10 @@ async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int,
     if group.is_aggregated:
         marks = dict(r.marks)
         marks.pop("!", None)
-        results, nxt = await _summaries_page(hub, app, group, r.groups, marks, limit, r.bodies)
+        if r.page is not None:
+            results, nxt = feedpage.from_text(group, r.page, marks)
+        else:
+            results, nxt = await _summaries_page(hub, app, group, feed, r.groups, marks, limit, r.bodies, token)
     else:
         ids = r.ids
         if len(r.celebrities - {SENTINEL}) > 0:
@@ -193,68 +204,30 @@ async def _groups_page_from(
 
 
 async def _summaries_page(
-    hub: Hub, app: str, group: FeedGroup, groups: list[GroupSummary], marks: dict[str, str], limit: int,
-    cached: dict[str, str],
+    hub: Hub, app: str, group: FeedGroup, feed: str, groups: list[GroupSummary], marks: dict[str, str], limit: int,
+    cached: dict[str, str], token: str,
 ) -> tuple[list[str], str | None]:
     """:func:`_groups_page_from` for the read script's group summaries: the same entries,
-    written straight to JSON text (the per-member work was done inside Redis)."""
+    written straight to JSON text (the per-member work was done inside Redis). A first
+    page (``token``) whose bodies were all cached is kept in the page cache."""
     page, more = groups[:limit], len(groups) > limit
-    bodies = cached
-    if not all(i in cached for g in page for i in g.newest):  # hot reads have every body already
-        bodies = await _bodies(hub, app, [i for g in page for i in g.newest], cached)
-    return _summary_entries(group, page, marks, bodies), (page[-1].cursor if more and page else None)
+    ids = [i for g in page for i in g.newest]
+    bodies, complete = cached, all(i in cached for i in ids)
+    if not complete:  # hot reads have every body already
+        bodies = await _bodies(hub, app, ids, cached)
+    rows = feedpage.heads(page, bodies)
+    nxt = page[-1].cursor if more and page else None
+    if token and complete:
+        # Only then: the read script checks that the bodies a page holds are still cached.
+        text = feedpage.page_text(limit, nxt, ids, rows)
+        if text is not None:
+            await hub.feeds.store_page(app, feed, token, text)
+    return feedpage.with_marks(group, rows, marks), nxt
 
 
-_str = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
-
-
-def _jstr(v: Any) -> str:
-    return _str(v) if type(v) is str else _compact(v)
-
-
-def _summary_entries(group: FeedGroup, page: list[GroupSummary], marks: dict[str, str],
-                     bodies: dict[str, str]) -> list[str]:
-    """The entries as compact JSON, in :func:`group_entry_json`'s key order and form."""
-    notification = group.kind == "notification"
-    seen_w, read_w = marks.get("seen:*", ""), marks.get("read:*", "")
-    out = []
-    for g in page:
-        texts = [bodies[i] for i in g.newest if i in bodies]
-        if texts:
-            vts = [_verb_time(t) for t in texts]
-            verb, updated = vts[0]["verb"], max(v["time"] for v in vts)
-        else:
-            verb, updated = g.key.split(":", 1)[0], g.created_at
-        n = g.newest_id
-        seen = n <= seen_w or marks.get(f"seen:{g.id}", "") >= n
-        entry = (f'{{"id":{_str(g.id)},"group":{_str(g.key)},"verb":{_jstr(verb)},"activities":[{",".join(texts)}],'
-                 f'"activity_count":{g.activity_count},"actor_count":{g.actor_count},'
-                 f'"actors":[{",".join(map(_jstr, g.actors))}],"created_at":{_jstr(g.created_at)},'
-                 f'"updated_at":{_jstr(updated)},"is_seen":{"true" if seen else "false"}')
-        if notification:
-            read = n <= read_w or marks.get(f"read:{g.id}", "") >= n
-            entry += ',"is_read":true}' if read else ',"is_read":false}'
-        else:
-            entry += "}"
-        out.append(entry)
-    return out
-
-
-# Stored body text -> its verb and time, so a hot aggregated read does not parse the same
-# bodies again and again. Keyed by the text itself, so it cannot go stale; bounded.
-_VERB_TIME: dict[str, dict[str, Any]] = {}
-_VERB_TIME_MAX = 20_000
-
-
-def _verb_time(text: str) -> dict[str, Any]:
-    found = _VERB_TIME.get(text)
-    if found is None:
-        body = json.loads(text)
-        found = {"verb": body["verb"], "time": body["time"]}
-        if len(_VERB_TIME) >= _VERB_TIME_MAX:
-            _VERB_TIME.clear()
-        _VERB_TIME[text] = found
-    return found
+# Page cache reservations (hub/storage/feedcache.py): unique per read across processes.
+_TOKEN = f"{os.getpid():x}.{secrets.token_hex(4)}."
+_tokens = itertools.count()
 
 
 def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str, str], notification: bool) -> dict[str, Any]:

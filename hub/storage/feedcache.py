@@ -7,12 +7,22 @@ Layout per feed (``Keys.base`` + ...):
 - aggregated feed: ``:g:<feed>``, a sorted set of ``<newest id>|<group id>`` (order and
   paging), and ``:gs:<feed>``, a hash group id -> JSON state ``{"k": key, "m": {activity
   id: actor}, "c": created_at, "n": newest id}``. ``m`` keeps counts exact; bodies come
-  from the activity cache.
+  from the activity cache. ``:gp:<feed>`` holds its first page as last rendered (the
+  page cache, below).
 
 Each set holds the sentinel member ``!`` (sorts before every id): it means "this feed is
 cached, fan-out may write here". Fan-out never creates a feed: a feed that is not cached
 is rebuilt from Cassandra when read, which is how Redis stays a cache (contract section 6).
 ``:ok:<feed>`` is set once a rebuild has finished; a feed without it is rebuilt again.
+
+Page cache: a hot aggregated read renders 25 group entries from their states and bodies,
+which cost more CPU in Redis (decoding the states) and in the server (building the
+entries) than anything else of a read. The rendered first page is therefore kept in
+``:gp:<feed>`` (for ``PAGE_TTL``) without the parts that depend on marks, which are
+applied at every read. Every script that changes the feed's groups deletes it, and a
+reader stores its page only if no change happened since it read the states (the read
+script reserves the key, a change deletes the reservation). So the page is a function of
+the groups and bodies it was rendered from, exactly as a fresh render would be.
 
 Guarantees: adds are idempotent (an id is added once per feed), trimming keeps the newest
 ``max_length`` entries, and one script call is atomic, so concurrent fan-outs interleave
@@ -38,6 +48,7 @@ from hub.storage.changes import channel
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
+PAGE_TTL = 300  # seconds: the pages of users who read often stay; the others' memory is given back
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,7 @@ class HotRead:
     again ("feed", "marks", "celebrities"), else the page and its counts."""
 
     missing: str | None
+    page: str | None  # the rendered first page (aggregated feeds), when current; else the fields below
     ids: list[str]
     groups: list[GroupSummary]
     bodies: dict[str, str]
@@ -101,6 +113,7 @@ class FeedCache:
         self._flat_remove = redis.register_script(feedscripts.FLAT_REMOVE)
         self._channel = channel(prefix)
         self._read = redis.register_script(feedscripts.READ)
+        self._store_page = redis.register_script(feedscripts.STORE_PAGE)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -127,7 +140,7 @@ class FeedCache:
                 calls.append((self._flat_add, [k.feed(f) for f in feeds], args0))
                 continue
             gkey = group_key(group.aggregate or "{verb}", activity)
-            keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
+            keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
             args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey),
                     group.max_length, *self._notify_args(k)]
             calls.append((self._agg_add, keys, args))
@@ -149,7 +162,7 @@ class FeedCache:
             keys = [k.feed(f) for f in feeds]
             return int(await self._flat_remove(keys=keys, args=[activity.id, *self._notify_args(k)]))
         gid = group_id(group_key(group.aggregate or "{verb}", activity))
-        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f))]
+        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
         return int(await self._agg_remove(keys=keys, args=[activity.id, gid, *self._notify_args(k)]))
 
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
@@ -161,7 +174,7 @@ class FeedCache:
                 pipe.zadd(k.feed(feed), {a.id: 0 for a in activities[start : start + 1000]})
             pipe.zremrangebyrank(k.feed(feed), 1, -(group.max_length + 1))
         else:
-            keys = [k.agg(feed), k.agg_state(feed)]
+            keys = [k.agg(feed), k.agg_state(feed), k.agg_page(feed)]
             for a in activities:
                 gkey = group_key(group.aggregate or "{verb}", a)
                 args = [a.id, a.actor, format_time(a.time), gkey, group_id(gkey), group.max_length]
@@ -181,7 +194,7 @@ class FeedCache:
         """Open a feed to fan-out before reading its sources, so nothing falls in between."""
         k = self.keys(app)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(k.built(feed))
+        pipe.delete(k.built(feed), k.agg_page(feed))
         pipe.zadd(self.order_key(k, group, feed), {SENTINEL: 0})
         await pipe.execute()
 
@@ -198,7 +211,7 @@ class FeedCache:
 
     async def drop(self, app: str, feed: str) -> None:
         k = self.keys(app)
-        await self.redis.delete(k.built(feed), k.feed(feed), k.agg(feed), k.agg_state(feed))
+        await self.redis.delete(k.built(feed), k.feed(feed), k.agg(feed), k.agg_state(feed), k.agg_page(feed))
 
     async def flat_ids(self, app: str, feed: str, limit: int, before: str | None = None) -> list[str]:
         top = f"({before}" if before else "+"
@@ -222,24 +235,33 @@ class FeedCache:
         return out
 
     async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
-                   bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5) -> HotRead:
+                   bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5,
+                   page_token: str = "") -> HotRead:
         """One page (``limit`` entries) with counts, marks and celebrities, in one round trip.
 
         Also records the user as active. Bodies come with the first ``bodies`` ids, or
-        the newest ``per_group`` activities of the first ``bodies`` groups.
+        the newest ``per_group`` activities of the first ``bodies`` groups. With a
+        ``page_token`` (an aggregated feed's first page), the rendered page when it is
+        current, else the key is reserved for :meth:`store_page` with that token.
         """
         k = self.keys(app)
         agg = group.is_aggregated
         order = self.order_key(k, group, feed)
-        keys = [k.built(feed), order, k.agg_state(feed) if agg else order, k.marks(feed), k.active(), k.celebrities()]
+        keys = [k.built(feed), order, k.agg_state(feed) if agg else order, k.marks(feed), k.active(), k.celebrities(),
+                k.agg_page(feed) if agg else order]
         args = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies, body_prefix, per_group, user,
-                time.time(), "1" if pulls else "0", actors]
+                time.time(), "1" if pulls else "0", actors, page_token if agg else ""]
         try:
             r: list[Any] = await self.redis.evalsha(self._read.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
             r = await self._read(keys=keys, args=args)  # loads it
+        if r[0] == 4:
+            _, page, marks, unseen, unread, celebs = r
+            it = iter(marks)
+            return HotRead(None, page, [], [], {}, dict(zip(it, it)), max(0, int(unseen)), max(0, int(unread)),
+                           set(celebs))
         if r[0] != 3:
-            return HotRead(_MISSING[r[0]], [], [], {}, {}, 0, 0, set())
+            return HotRead(_MISSING[r[0]], None, [], [], {}, {}, 0, 0, set())
         _, members, second, ids, raws, marks, unseen, unread, celebs = r
         groups: list[GroupSummary] = []
         if agg:
@@ -247,9 +269,14 @@ class FeedCache:
                 if g:  # else gone: not expected inside one script, but harmless
                     groups.append(GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), g[6], g[7]))
         it = iter(marks)
-        return HotRead(None, members if not agg else [], groups,
+        return HotRead(None, None, members if not agg else [], groups,
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
                        max(0, int(unseen)), max(0, int(unread)), set(celebs))
+
+    async def store_page(self, app: str, feed: str, token: str, text: str) -> bool:
+        """Keep a rendered first page, unless the feed changed since the read that reserved it."""
+        stored = await self._store_page(keys=[self.keys(app).agg_page(feed)], args=[token, text, PAGE_TTL])
+        return bool(stored)
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))

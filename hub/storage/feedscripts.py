@@ -42,7 +42,7 @@ local id, actor, t, gkey, gid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxlen = tonumber(ARGV[6])
 local now, app, base, chan = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 local n = 0
-for i = 1, #KEYS, 2 do
+for i = 1, #KEYS, 3 do
   local z, h = KEYS[i], KEYS[i + 1]
   local before = n
   if redis.call('EXISTS', z) == 1 then
@@ -73,7 +73,10 @@ for i = 1, #KEYS, 2 do
       end
     end
   end
-  if n > before and now then notify(base, chan, app, now, string.sub(z, #base + 4), 'entry', gid) end
+  if n > before then
+    redis.call('DEL', KEYS[i + 2])  -- the rendered first page is out of date
+    if now then notify(base, chan, app, now, string.sub(z, #base + 4), 'entry', gid) end
+  end
 end
 return n
 """
@@ -82,7 +85,7 @@ AGG_REMOVE = NOTIFY_LUA + """
 local id, gid = ARGV[1], ARGV[2]
 local now, app, base, chan = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local n = 0
-for i = 1, #KEYS, 2 do
+for i = 1, #KEYS, 3 do
   local z, h = KEYS[i], KEYS[i + 1]
   local raw = redis.call('HGET', h, gid)
   if raw then
@@ -90,6 +93,7 @@ for i = 1, #KEYS, 2 do
     if st.m[id] ~= nil then
       st.m[id] = nil
       n = n + 1
+      redis.call('DEL', KEYS[i + 2])
       redis.call('ZREM', z, st.n .. '|' .. gid)
       local newest = nil
       for k, _ in pairs(st.m) do
@@ -113,17 +117,25 @@ return n
 
 # Read side: a whole hot read in one call (and atomic, so page and counts agree).
 # KEYS: built flag, order set, group states (or the order set again), marks hash, active
-# users, celebrities. ARGV: aggregated flag, upper bound ("+" or "(<cursor>"), count,
-# entries wanting bodies, activity key prefix, activities per group, user, now, pulls
-# celebrities flag, actors per group. Body keys are not in KEYS: the hub runs on one
-# Redis, not a cluster.
+# users, celebrities, rendered first page (or the order set again). ARGV: aggregated flag,
+# upper bound ("+" or "(<cursor>"), count, entries wanting bodies, activity key prefix,
+# activities per group, user, now, pulls celebrities flag, actors per group, page token
+# ("" unless this is an aggregated feed's first page). Body keys are not in KEYS: the hub
+# runs on one Redis, not a cluster.
 # Returns {0} when the feed is not built, {1} when the marks are not loaded, {2} when the
-# celebrity set is not loaded, else {3, page members, group summaries (aggregated), body
-# ids, bodies, marks (aggregated only, HGETALL form), unseen, unread, celebrities}.
+# celebrity set is not loaded, {4, rendered page, marks, unseen, unread, celebrities} when
+# the rendered first page is current, else {3, page members, group summaries
+# (aggregated), body ids, bodies, marks (aggregated only, HGETALL form), unseen, unread,
+# celebrities}.
 # A group summary is everything of the group's entry but its bodies, so Python does no
 # per-member work: {id, key, created_at, newest id, activity count, actor count, newest
 # distinct actors, newest activity ids}, or {} for a state that is gone (not expected
 # inside one script). Bodies come for the first ``entries`` groups only.
+# The rendered page (feedcache.py, page cache) starts with "<entries>\t<next>\t<body ids,
+# comma separated>\n". It is current when it was rendered for as many entries and every
+# body it holds is still cached (a deleted activity's body goes at once, its removal from
+# feeds follows in a job). On a miss the key is reserved with "?<token>", so that only
+# this reader may store what it renders, and only if no writer dropped the key meanwhile.
 READ = COUNT_LUA + """
 local z, gs, mk = KEYS[2], KEYS[3], KEYS[4]
 local agg = ARGV[1] == '1'
@@ -135,8 +147,23 @@ if ARGV[9] == '1' then
   celebs = redis.call('SMEMBERS', KEYS[6])
   if redis.call('SISMEMBER', KEYS[6], '!') == 0 then return {2} end
 end
-local members = redis.call('ZREVRANGEBYLEX', z, ARGV[2], '(!', 'LIMIT', 0, tonumber(ARGV[3]))
 local want, prefix = tonumber(ARGV[4]), ARGV[5]
+if agg and ARGV[11] ~= '' then
+  local page = redis.call('GET', KEYS[7])
+  if page and string.sub(page, 1, 1) ~= '?' then
+    local entries, bids = string.match(page, '^(%d+)\\t[^\\t\\n]*\\t([^\\n]*)')
+    if tonumber(entries) == want then
+      local keys, k = {}, 0
+      for id in string.gmatch(bids, '[^,]+') do k = k + 1; keys[k] = prefix .. id end
+      if k == 0 or redis.call('EXISTS', unpack(keys)) == k then
+        return {4, page, redis.call('HGETALL', mk), count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg),
+                celebs}
+      end
+    end
+  end
+  redis.call('SET', KEYS[7], '?' .. ARGV[11], 'EX', 60)
+end
+local members = redis.call('ZREVRANGEBYLEX', z, ARGV[2], '(!', 'LIMIT', 0, tonumber(ARGV[3]))
 local second, ids, keys = {}, {}, {}
 if agg then
   if #members > 0 then
@@ -179,4 +206,11 @@ if #keys > 0 then bodies = redis.call('MGET', unpack(keys)) end
 local marks = {}
 if agg then marks = redis.call('HGETALL', mk) end
 return {3, members, second, ids, bodies, marks, count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg), celebs}
+"""
+
+# KEYS: rendered page. ARGV: the token the read script reserved it with, the page, ttl.
+STORE_PAGE = """
+if redis.call('GET', KEYS[1]) ~= '?' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 """

@@ -52,6 +52,10 @@ class Keys:
     def agg_state(self, feed: str) -> str:
         return f"{self.base}:gs:{feed}"
 
+    def agg_page(self, feed: str) -> str:
+        """The aggregated feed's first page, rendered (hub.storage.feedcache, page cache)."""
+        return f"{self.base}:gp:{feed}"
+
     def built(self, feed: str) -> str:
         """Set once a feed's cache was rebuilt completely from Cassandra."""
         return f"{self.base}:ok:{feed}"
