@@ -30,6 +30,7 @@ from hub.config.settings import (
     Settings,
     WorkerSettings,
 )
+from hub.domain.ranking import RANKINGS
 from hub.errors import ConfigError
 
 FEED_KINDS = ("flat", "aggregated", "notification")
@@ -147,6 +148,29 @@ def _check_secret(key: str, secret: str) -> None:
         raise ConfigError(key, "too short: use at least 16 random bytes (24 base64 characters)")
 
 
+def _half_life(r: Reader, k: str, base: FeedGroup) -> float:
+    h = r.num(f"{k}.half_life_hours", base.half_life_hours)
+    if not h > 0:
+        raise ConfigError(f"{k}.half_life_hours", f"must be more than 0, not {h:g}")
+    return h
+
+
+def _weights(r: Reader, k: str, base: FeedGroup, ranking: str) -> tuple[tuple[str, float], ...]:
+    raw = r.raw(f"{k}.weights", None)
+    if raw is None:
+        if ranking == "weighted" and not base.weights:
+            raise ConfigError(f"{k}.weights", "a weighted ranking needs weights, such as { likes = 1.0 }")
+        return base.weights
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{k}.weights", "must be a table of extra fields and weights, such as { likes = 1.0 }")
+    out = []
+    for field_name, w in raw.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+            raise ConfigError(f"{k}.weights.{field_name}", f"must be a number, 0 or more, not {w!r}")
+        out.append((field_name, float(w)))
+    return tuple(out)
+
+
 def _feeds(r: Reader) -> dict[str, FeedGroup]:
     feeds = dict(DEFAULT_FEEDS)
     for name in r.table("feeds"):
@@ -165,10 +189,15 @@ def _feeds(r: Reader) -> dict[str, FeedGroup]:
             template = template or "{verb}:{day}"
             _check_template(f"{k}.aggregate", template)
         ranking = r.str(f"{k}.ranking", base.ranking)
+        if ranking not in RANKINGS:
+            raise ConfigError(f"{k}.ranking", f"{ranking!r} is not one of {', '.join(RANKINGS)}")
+        if ranking != "recency" and kind != "flat":
+            raise ConfigError(f"{k}.ranking", "only flat groups are ranked; aggregated groups follow their updates")
         feeds[name] = FeedGroup(
             name=name, kind=kind, follows=follows,
             max_length=r.int(f"{k}.max_length", base.max_length, lo=1, hi=100_000),
             aggregate=template if kind != "flat" else None, ranking=ranking,
+            half_life_hours=_half_life(r, k, base), weights=_weights(r, k, base, ranking),
         )
     for g in feeds.values():
         if g.follows is not None and g.follows not in feeds:

@@ -84,11 +84,17 @@ class FeedGroup:
     follows: str | None = None
     max_length: int = 1000
     aggregate: str | None = None
-    ranking: str = "recency"
+    ranking: str = "recency"  # or "weighted" (flat groups): hub/domain/ranking.py
+    half_life_hours: float = 24.0
+    weights: tuple[tuple[str, float], ...] = ()  # extra field -> weight
 
     @property
     def is_aggregated(self) -> bool:
         return self.kind in ("aggregated", "notification")
+
+    @property
+    def is_ranked(self) -> bool:
+        return self.ranking == "weighted"
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,15 @@ def test_environment_overrides() -> None:
         ({"feeds": {"n": {"follows": "nosuch"}}}, {}, "feeds.n.follows", "no feed group"),
         ({"feeds": {"user": {"kind": "aggregated"}}}, {}, "feeds.user.kind", "flat"),
         ({"sever": {}}, {}, "sever", "unknown table"),
+        ({"feeds": {"n": {"ranking": "hot"}}}, {}, "feeds.n.ranking", "not one of"),
+        ({"feeds": {"n": {"ranking": "weighted"}}}, {}, "feeds.n.weights", "needs weights"),
+        ({"feeds": {"n": {"kind": "notification", "ranking": "weighted", "weights": {"likes": 1}}}}, {},
+         "feeds.n.ranking", "only flat"),
+        ({"feeds": {"n": {"ranking": "weighted", "weights": {"likes": -1}}}}, {}, "feeds.n.weights.likes", "0 or more"),
+        ({"feeds": {"n": {"ranking": "weighted", "weights": {"likes": "a"}}}}, {}, "feeds.n.weights.likes", "number"),
+        ({"feeds": {"n": {"ranking": "weighted", "weights": []}}}, {}, "feeds.n.weights", "table"),
+        ({"feeds": {"n": {"ranking": "weighted", "weights": {"x": 1}, "half_life_hours": 0}}}, {},
+         "feeds.n.half_life_hours", "more than 0"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict, env: dict, key: str, words: str) -> None:
@@ -65,6 +74,15 @@ def test_bad_values_name_the_key(raw: dict, env: dict, key: str, words: str) -> 
     assert e.value.key == key
     assert words in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_weighted_ranking_config() -> None:
+    raw = {"feeds": {"popular": {"follows": "user", "ranking": "weighted", "half_life_hours": 6,
+                                 "weights": {"likes": 1, "reposts": 2.5}}}}
+    g = parse_settings(raw, {}).feeds["popular"]
+    assert (g.kind, g.is_ranked, g.half_life_hours) == ("flat", True, 6.0)
+    assert g.weights == (("likes", 1.0), ("reposts", 2.5))
+    assert not parse_settings({}, {}).feeds["timeline"].is_ranked
 
 
 def test_missing_file() -> None:
