@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from hub.config import FeedGroup
 from hub.domain.aggregation import group_id, group_key
@@ -46,6 +45,7 @@ from hub.domain.models import Activity, format_time
 from hub.storage import feedscripts
 from hub.storage.changes import channel
 from hub.storage.redis import Keys
+from hub.storage.scriptbatch import ScriptBatch
 
 SENTINEL = "!"
 PAGE_TTL = 300  # seconds: the pages of users who read often stay; the others' memory is given back
@@ -113,6 +113,7 @@ class FeedCache:
         self._flat_remove = redis.register_script(feedscripts.FLAT_REMOVE)
         self._channel = channel(prefix)
         self._read = redis.register_script(feedscripts.READ)
+        self._read_batch = ScriptBatch(redis, self._read)  # concurrent reads share a round trip
         self._store_page = redis.register_script(feedscripts.STORE_PAGE)
 
     def keys(self, app: str) -> Keys:
@@ -251,10 +252,7 @@ class FeedCache:
                 k.agg_page(feed) if agg else order]
         args = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies, body_prefix, per_group, user,
                 time.time(), "1" if pulls else "0", actors, page_token if agg else ""]
-        try:
-            r: list[Any] = await self.redis.evalsha(self._read.sha, len(keys), *keys, *args)  # type: ignore[misc]
-        except NoScriptError:
-            r = await self._read(keys=keys, args=args)  # loads it
+        r: list[Any] = await self._read_batch(keys, args)
         if r[0] == 4:
             _, page, marks, unseen, unread, celebs = r
             it = iter(marks)
