@@ -83,6 +83,11 @@ async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int,
     was rendered (hub/storage/feedcache.py), else it is rendered and stored.
     """
     cursor = check_cursor(group, cursor)
+    if group.is_ranked:
+        # Imported here: the ranked reader builds on this module's parts.
+        from hub.ops.ranked import read_ranked
+
+        return await read_ranked(hub, app, group, user, limit, cursor)
     feed = f"{group.name}:{user}"
     pulls = group.follows == "user"
     body_prefix = hub.activities.keys(app).activity("")
@@ -110,8 +115,8 @@ async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int,
     else:
         ids = r.ids
         if len(r.celebrities - {SENTINEL}) > 0:
-            ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
-        results, nxt = await _flat_bodies(hub, app, ids, limit, r.bodies)
+            ids = sorted(set(ids) | set(await celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
+        results, nxt = await flat_bodies(hub, app, ids, limit, r.bodies)
     return Page(results, nxt, r.unseen, r.unread)
 
 
@@ -124,7 +129,7 @@ async def _read_feed_steps(hub: Hub, app: str, group: FeedGroup, user: str, limi
         results, nxt = await _groups_page_from(hub, app, group, states, await hub.marks.load(app, feed), limit)
     else:
         results, nxt = await _flat_page(hub, app, group, user, limit, cursor)
-    counts = await _counts(hub, app, group, feed)
+    counts = await feed_counts(hub, app, group, feed)
     return Page(results, nxt, counts["unseen"], counts["unread"])
 
 
@@ -144,7 +149,7 @@ async def _bodies(hub: Hub, app: str, ids: Sequence[str], cached: dict[str, str]
     return found
 
 
-async def _flat_bodies(
+async def flat_bodies(
     hub: Hub, app: str, ids: list[str], limit: int, cached: dict[str, str] | None = None
 ) -> tuple[list[str], str | None]:
     page, more = ids[:limit], len(ids) > limit
@@ -157,11 +162,11 @@ async def _flat_page(
 ) -> tuple[list[str], str | None]:
     ids = await hub.feeds.flat_ids(app, f"{group.name}:{user}", limit + 1, cursor)
     if group.follows == "user":
-        ids = sorted(set(ids) | set(await _celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
-    return await _flat_bodies(hub, app, ids, limit)
+        ids = sorted(set(ids) | set(await celebrity_ids(hub, app, user, limit + 1, cursor)), reverse=True)
+    return await flat_bodies(hub, app, ids, limit)
 
 
-async def _celebrity_ids(hub: Hub, app: str, user: str, limit: int, cursor: str | None) -> list[str]:
+async def celebrity_ids(hub: Hub, app: str, user: str, limit: int, cursor: str | None) -> list[str]:
     """Activities of followed celebrities, pulled as fan-out would have pushed them."""
     celebrities = await hub.follows.celebrities(app)
     if not celebrities:
@@ -260,7 +265,7 @@ def group_entry_json(
     return entry
 
 
-async def _counts(hub: Hub, app: str, group: FeedGroup, feed: str) -> dict[str, int]:
+async def feed_counts(hub: Hub, app: str, group: FeedGroup, feed: str) -> dict[str, int]:
     k = hub.feeds.keys(app)
     if group.is_aggregated:
         return await hub.marks.counts(app, feed, k.agg(feed), k.agg_state(feed))
@@ -288,7 +293,7 @@ async def mark(
         marks = await _entry_marks(hub, app, group, feed, ids)
         for k in kinds:
             await hub.marks.mark(app, feed, k, marks)
-    counts = await _counts(hub, app, group, feed)
+    counts = await feed_counts(hub, app, group, feed)
     await publish_counts(hub.redis, hub.feeds.prefix, app, feed, counts)  # to every open socket of the user
     return counts
 

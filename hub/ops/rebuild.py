@@ -57,6 +57,9 @@ async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
         kept = [i for i in reversed(ids) if i in alive]
         n = len(kept)
         await hub.feeds.fill_ids(app, group, feed, kept)
+        if group.is_ranked:  # the rank index needs each score, so here the bodies are read
+            bodies = await hub.activities.get_many(app, kept[-group.max_length :])
+            await hub.feeds.ranks.fill(app, group, feed, list(bodies.values()))
     if n > 1000:
         log.info("rebuilt %s/%s from %d activities", app, feed, n)
     await hub.feeds.finish_build(app, feed)

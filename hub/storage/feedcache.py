@@ -44,6 +44,7 @@ from hub.domain.aggregation import group_id, group_key
 from hub.domain.models import Activity, format_time
 from hub.storage import feedscripts
 from hub.storage.changes import channel
+from hub.storage.rankindex import RankIndex
 from hub.storage.redis import Keys
 from hub.storage.scriptbatch import ScriptBatch
 
@@ -115,6 +116,7 @@ class FeedCache:
         self._read = redis.register_script(feedscripts.READ)
         self._read_batch = ScriptBatch(redis, self._read)  # concurrent reads share a round trip
         self._store_page = redis.register_script(feedscripts.STORE_PAGE)
+        self.ranks = RankIndex(redis, prefix)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -133,12 +135,15 @@ class FeedCache:
         """Several adds (each: one activity into feeds of one group) in one round trip."""
         k = self.keys(app)
         calls: list[tuple[Any, list[Any], list[Any]]] = []
+        ranked: list[tuple[FeedGroup, Sequence[str], Activity]] = []
         for group, feeds, activity in items:
             if not feeds:
                 continue
             if not group.is_aggregated:
                 args0 = [activity.id, group.max_length, *self._notify_args(k)]
                 calls.append((self._flat_add, [k.feed(f) for f in feeds], args0))
+                if group.is_ranked:
+                    ranked.append((group, feeds, activity))
                 continue
             gkey = group_key(group.aggregate or "{verb}", activity)
             keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
@@ -147,13 +152,15 @@ class FeedCache:
             calls.append((self._agg_add, keys, args))
         if not calls:
             return 0
-        if len(calls) == 1:
+        if len(calls) == 1 and not ranked:
             script, keys, args = calls[0]
             return int(await script(keys=keys, args=args))
         pipe = self.redis.pipeline(transaction=False)
         for script, keys, args in calls:
             await script(keys=keys, args=args, client=pipe)
-        return sum(int(n) for n in await pipe.execute())
+        for group, feeds, activity in ranked:  # after the adds: only feeds that hold it are indexed
+            await self.ranks.add(k, group, feeds, activity, pipe)
+        return sum(int(n) for n in (await pipe.execute())[: len(calls)])
 
     async def remove(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
         if not feeds:
@@ -174,6 +181,8 @@ class FeedCache:
             for start in range(0, len(activities), 1000):
                 pipe.zadd(k.feed(feed), {a.id: 0 for a in activities[start : start + 1000]})
             pipe.zremrangebyrank(k.feed(feed), 1, -(group.max_length + 1))
+            if group.is_ranked:
+                await self.ranks.fill(app, group, feed, activities, pipe)
         else:
             keys = [k.agg(feed), k.agg_state(feed), k.agg_page(feed)]
             for a in activities:
@@ -212,7 +221,8 @@ class FeedCache:
 
     async def drop(self, app: str, feed: str) -> None:
         k = self.keys(app)
-        await self.redis.delete(k.built(feed), k.feed(feed), k.agg(feed), k.agg_state(feed), k.agg_page(feed))
+        await self.redis.delete(k.built(feed), k.feed(feed), k.rank(feed), k.agg(feed), k.agg_state(feed),
+                                k.agg_page(feed))
 
     async def flat_ids(self, app: str, feed: str, limit: int, before: str | None = None) -> list[str]:
         top = f"({before}" if before else "+"

@@ -45,6 +45,10 @@ class Keys:
         """Flat feed cache: lex-sorted set of activity ids (all scores 0)."""
         return f"{self.base}:f:{feed}"
 
+    def rank(self, feed: str) -> str:
+        """Ranked flat feed's index: its ids scored by rank (hub.storage.rankindex)."""
+        return f"{self.base}:r:{feed}"
+
     def agg(self, feed: str) -> str:
         """Aggregated feed order: lex-sorted set of "<newest id>|<group id>"."""
         return f"{self.base}:g:{feed}"
