@@ -226,7 +226,7 @@ async def _summaries_page(
         # Only then: the read script checks that the bodies a page holds are still cached.
         text = feedpage.page_text(limit, nxt, ids, rows)
         if text is not None:
-            await hub.feeds.store_page(app, feed, token, text)
+            hub.feeds.keep_page(app, feed, token, text)
     return feedpage.with_marks(group, rows, marks), nxt
 
 

@@ -31,6 +31,7 @@ safely.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -115,7 +116,8 @@ class FeedCache:
         self._channel = channel(prefix)
         self._read = redis.register_script(feedscripts.READ)
         self._read_batch = ScriptBatch(redis, self._read)  # concurrent reads share a round trip
-        self._store_page = redis.register_script(feedscripts.STORE_PAGE)
+        self._store_page = ScriptBatch(redis, redis.register_script(feedscripts.STORE_PAGE))
+        self._keeping: set[asyncio.Future[Any]] = set()  # pages being stored (referenced until done)
         self.ranks = RankIndex(redis, prefix)
 
     def keys(self, app: str) -> Keys:
@@ -253,7 +255,7 @@ class FeedCache:
         Also records the user as active. Bodies come with the first ``bodies`` ids, or
         the newest ``per_group`` activities of the first ``bodies`` groups. With a
         ``page_token`` (an aggregated feed's first page), the rendered page when it is
-        current, else the key is reserved for :meth:`store_page` with that token.
+        current, else the key is reserved for :meth:`keep_page` with that token.
         """
         k = self.keys(app)
         agg = group.is_aggregated
@@ -281,10 +283,20 @@ class FeedCache:
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
                        max(0, int(unseen)), max(0, int(unread)), set(celebs))
 
-    async def store_page(self, app: str, feed: str, token: str, text: str) -> bool:
-        """Keep a rendered first page, unless the feed changed since the read that reserved it."""
-        stored = await self._store_page(keys=[self.keys(app).agg_page(feed)], args=[token, text, PAGE_TTL])
-        return bool(stored)
+    def keep_page(self, app: str, feed: str, token: str, text: str) -> None:
+        """Keep a rendered first page, unless the feed changed since the read that reserved it.
+
+        Sent in the background: the answer need not wait for a second round trip, and a
+        store that fails only means that the next read renders the page again.
+        """
+        task = asyncio.ensure_future(self._store_page([self.keys(app).agg_page(feed)], [token, text, PAGE_TTL]))
+        self._keeping.add(task)
+        task.add_done_callback(self._kept)
+
+    def _kept(self, task: asyncio.Future[Any]) -> None:
+        self._keeping.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: not worth a log line (see keep_page)
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))
