@@ -50,19 +50,82 @@ class PushResult:
     early: int = 0  # frames that arrived before their 202 was read
     post_p50_ms: float = 0.0  # from sending the POST to the frame: an upper bound
     post_p99_ms: float = 0.0
+    answer_p50_ms: float = 0.0  # from sending the POST to reading its 202
+    answer_p99_ms: float = 0.0
+    ceiling: PubSubCeiling | None = None
 
     def report(self) -> str:
         return "\n".join([
-            f"latency: {self.sockets} sockets, {self.posted} activities posted through the API at {self.rate:.0f}/s, "
+            (f"latency: {self.sockets} sockets, {self.posted} activities posted through the API at {self.rate:.0f}/s, "
             f"{self.received} entry frames: 202-to-frame p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms "
-            "(targets 20 / 50 ms)",
-            f"    {self.early} frames arrived before their 202 was read (counted as 0 ms); "
-            f"from sending the POST to the frame: p50 {self.post_p50_ms:.1f} ms, p99 {self.post_p99_ms:.1f} ms",
-            f"deliveries: {self.delivered} of {self.published} per-user frames at {self.deliveries_per_s:,.0f}/s "
-            "on one gateway process (target >= 20,000/s)",
-            f"memory: {self.idle_sockets} idle subscribed sockets, {self.rss_kib_per_socket:.1f} KiB RSS each "
-            "(target <= 20 KiB)",
+            "(targets 20 / 50 ms)"),
+            (f"    {self.early} frames arrived before their 202 was read (counted as 0 ms); "
+            f"from sending the POST to the frame: p50 {self.post_p50_ms:.1f} ms, p99 {self.post_p99_ms:.1f} ms; "
+            f"to its 202: p50 {self.answer_p50_ms:.1f} ms, p99 {self.answer_p99_ms:.1f} ms"),
+            (f"deliveries: {self.delivered} of {self.published} per-user frames at {self.deliveries_per_s:,.0f}/s "
+            "on one gateway process (target >= 20,000/s)"),
+            (f"memory: {self.idle_sockets} idle subscribed sockets, {self.rss_kib_per_socket:.1f} KiB RSS each "
+            "(target <= 20 KiB)"),
+            *([self.ceiling.report()] if self.ceiling else []),
         ])
+
+
+@dataclass
+class PubSubCeiling:
+    """Redis pub/sub into one redis-py subscriber, with no hub code: what any push through
+    Redis costs on this machine, measured in the same run."""
+
+    p50_ms: float
+    p99_ms: float
+    per_s: float
+
+    def report(self) -> str:
+        return (f"ceiling: Redis PUBLISH to a redis-py subscriber in one process: p50 {self.p50_ms:.2f} ms, "
+                f"p99 {self.p99_ms:.2f} ms at 100/s; {self.per_s:,.0f} messages/s received at most")
+
+
+async def pubsub_ceiling(settings: Settings, *, quick: bool) -> PubSubCeiling:
+    import redis.asyncio as aioredis
+
+    pub = aioredis.Redis.from_url(settings.redis.url)
+    sub = aioredis.Redis.from_url(settings.redis.url)
+    chan = f"{settings.redis.key_prefix}:ceiling"
+    ps = sub.pubsub()
+    await ps.subscribe(chan)
+    await ps.get_message(timeout=1.0)  # the subscribe confirmation
+    try:
+        lat: list[float] = []
+        t0 = time.monotonic()
+        for i in range(200 if quick else 500):
+            await asyncio.sleep(max(0.0, t0 + i / 100 - time.monotonic()))
+            await pub.publish(chan, repr(time.monotonic()))
+            msg = await ps.get_message(timeout=1.0)
+            if msg is not None:
+                lat.append((time.monotonic() - float(msg["data"])) * 1000)
+        total, got = (20_000 if quick else 100_000), 0
+
+        async def publish_all() -> None:
+            for start in range(0, total, 500):
+                pipe = pub.pipeline(transaction=False)
+                for _ in range(500):
+                    pipe.publish(chan, b'{"op":"counts","unseen":1,"unread":1}')
+                await pipe.execute()
+
+        sender = asyncio.create_task(publish_all())
+        first = last = 0.0
+        while got < total:
+            msg = await ps.get_message(timeout=2.0)
+            if msg is None:
+                break
+            last = time.monotonic()
+            first = first or last
+            got += 1
+        await sender
+        return PubSubCeiling(percentile(lat, 50), percentile(lat, 99), got / (last - first) if last > first else 0.0)
+    finally:
+        await ps.aclose()
+        await sub.aclose()
+        await pub.aclose()
 
 
 # -- client processes ---------------------------------------------------------------------
@@ -161,7 +224,7 @@ def _rss_kib(pid: int) -> int:
 # -- the scenario ---------------------------------------------------------------------------
 
 async def run_push(settings: Settings, *, quick: bool) -> PushResult:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # Workers pick up jobs within 10 ms (the config default is 50 ms). Not lower: arq polls
     # Redis every poll_delay on each queue of each worker, and at 2 ms two idle workers took
@@ -229,6 +292,7 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
         results = await clients.finish()
         lat: list[float] = []
         from_post: list[float] = []
+        answers = [(sent[t] - posted[t]) * 1000 for t in sent]
         early = 0
         firsts, lasts, delivered = [], [], 0
         for _, entries, counts in results:
@@ -245,6 +309,9 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
                 lasts.append(counts["last"])
         dps = delivered / (max(lasts) - min(firsts)) if lasts and max(lasts) > min(firsts) else 0.0
 
+        info("measuring the pub/sub ceiling")
+        ceiling = await pubsub_ceiling(env.settings, quick=quick)
+
         # 3. memory
         await asyncio.sleep(1.0)
         before = _rss_kib(server_pid)
@@ -256,4 +323,5 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
         await idle.finish()
         return PushResult(n_sockets, len(sent), len(lat), percentile(lat, 50), percentile(lat, 99), dps,
                           total, delivered, n, (after - before) / max(1, n), rate, early,
-                          percentile(from_post, 50), percentile(from_post, 99))
+                          percentile(from_post, 50), percentile(from_post, 99),
+                          percentile(answers, 50), percentile(answers, 99), ceiling)
