@@ -71,3 +71,4 @@ def test_bench_push_quick(running_services: list[ManagedService]) -> None:
     assert number(r"deliveries: ([\d]+) of", out) > 0
     assert number(r"frames at ([\d,]+)/s", out) > 0
     assert number(r"sockets, ([\d.]+) KiB RSS each", out) > 0
+    assert number(r"([\d,]+) messages/s received at most", out) > 0
