@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cassandra import OperationTimedOut, RequestExecutionException
-from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.connection import ConnectionException
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
@@ -38,11 +38,12 @@ def make_cluster(settings: CassandraSettings) -> Cluster:
     kwargs: dict[str, Any] = {}
     if settings.protocol_version is not None:
         kwargs["protocol_version"] = settings.protocol_version
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=settings.request_timeout)
     return Cluster(
         contact_points=list(settings.hosts),
         port=settings.port,
         connection_class=_Connection,
-        load_balancing_policy=RoundRobinPolicy(),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         # Reconnect quickly so /readyz recovers within seconds of Cassandra coming back.
         reconnection_policy=ConstantReconnectionPolicy(delay=1.0, max_attempts=None),
         connect_timeout=settings.request_timeout,
@@ -72,7 +73,6 @@ class Cassandra:
         except _DRIVER_ERRORS as e:
             cluster.shutdown()
             raise Unavailable(f"Cassandra at {', '.join(settings.hosts)}:{settings.port} does not answer: {e}") from e
-        session.default_timeout = settings.request_timeout
         ks = keyspace if keyspace is not None else settings.keyspace
         return cls(cluster, session, ks, settings.request_timeout)
 
