@@ -288,31 +288,6 @@ def worker_count() -> int:
     return int(os.environ.get(WORKERS_ENV) or 2)
 
 
-async def redis_zadd_ceiling(settings: Settings, seconds: float = 2.0) -> float:
-    """Python-to-Redis pipelined ZADD: 1,000 ZADD to 1,000 keys per pipeline, in entries/s."""
-    r = redis_storage.connect(settings.redis)
-    prefix = f"{settings.redis.key_prefix}:ceiling"
-    keys = [f"{prefix}:{i}" for i in range(1000)]
-    try:
-        n = 0
-        member = 0
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            pipe = r.pipeline(transaction=False)
-            m = f"{member:020d}"
-            for k in keys:
-                pipe.zadd(k, {m: 0})
-            await pipe.execute()
-            n += len(keys)
-            member += 1
-        elapsed = time.perf_counter() - start
-        return n / elapsed
-    finally:
-        for i in range(0, len(keys), 500):
-            await r.delete(*keys[i : i + 500])
-        await r.aclose()
-
-
 def feed_group(settings: Settings, name: str) -> FeedGroup:
     return settings.feeds[name]
 

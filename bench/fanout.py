@@ -17,7 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import Environment, Progress, environment, gather_limited, info, redis_zadd_ceiling, signed_headers
+from bench.ceilings import redis_zadd_ceiling
+from bench.common import Environment, Progress, environment, gather_limited, info, signed_headers
 from bench.cpu import CpuMeter, format_cpu
 from hub.config import Settings
 from hub.storage.follows import Follow

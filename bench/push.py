@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.ceilings import PubSubCeiling, pubsub_ceiling
 from bench.common import environment, info, percentile, signed_headers
 from hub.config import Settings
 from hub.domain.tokens import issue_token
@@ -68,64 +69,6 @@ class PushResult:
             "(target <= 20 KiB)"),
             *([self.ceiling.report()] if self.ceiling else []),
         ])
-
-
-@dataclass
-class PubSubCeiling:
-    """Redis pub/sub into one redis-py subscriber, with no hub code: what any push through
-    Redis costs on this machine, measured in the same run."""
-
-    p50_ms: float
-    p99_ms: float
-    per_s: float
-
-    def report(self) -> str:
-        return (f"ceiling: Redis PUBLISH to a redis-py subscriber in one process: p50 {self.p50_ms:.2f} ms, "
-                f"p99 {self.p99_ms:.2f} ms at 100/s; {self.per_s:,.0f} messages/s received at most")
-
-
-async def pubsub_ceiling(settings: Settings, *, quick: bool) -> PubSubCeiling:
-    import redis.asyncio as aioredis
-
-    pub = aioredis.Redis.from_url(settings.redis.url)
-    sub = aioredis.Redis.from_url(settings.redis.url)
-    chan = f"{settings.redis.key_prefix}:ceiling"
-    ps = sub.pubsub()
-    await ps.subscribe(chan)
-    await ps.get_message(timeout=1.0)  # the subscribe confirmation
-    try:
-        lat: list[float] = []
-        t0 = time.monotonic()
-        for i in range(200 if quick else 500):
-            await asyncio.sleep(max(0.0, t0 + i / 100 - time.monotonic()))
-            await pub.publish(chan, repr(time.monotonic()))
-            msg = await ps.get_message(timeout=1.0)
-            if msg is not None:
-                lat.append((time.monotonic() - float(msg["data"])) * 1000)
-        total, got = (20_000 if quick else 100_000), 0
-
-        async def publish_all() -> None:
-            for start in range(0, total, 500):
-                pipe = pub.pipeline(transaction=False)
-                for _ in range(500):
-                    pipe.publish(chan, b'{"op":"counts","unseen":1,"unread":1}')
-                await pipe.execute()
-
-        sender = asyncio.create_task(publish_all())
-        first = last = 0.0
-        while got < total:
-            msg = await ps.get_message(timeout=2.0)
-            if msg is None:
-                break
-            last = time.monotonic()
-            first = first or last
-            got += 1
-        await sender
-        return PubSubCeiling(percentile(lat, 50), percentile(lat, 99), got / (last - first) if last > first else 0.0)
-    finally:
-        await ps.aclose()
-        await sub.aclose()
-        await pub.aclose()
 
 
 # -- client processes ---------------------------------------------------------------------
