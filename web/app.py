@@ -17,7 +17,8 @@ from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
 from web.errors import errors_middleware
-from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS
+from web.gate import SignedScripts
+from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SIGNED
 from web.metrics import Metrics
 from web.routes import setup_routes
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = redis_storage.connect(settings.redis)
+    app[SIGNED] = SignedScripts(app[REDIS])
     app[QUEUE] = await connect_queue(settings.redis)
     yield
     await app[QUEUE].aclose()

@@ -10,6 +10,7 @@ from hub.config import Settings
 from hub.core import Hub
 from hub.ops.intake import Intake
 from hub.storage.cassandra import Cassandra
+from web.gate import SignedScripts
 from web.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +20,4 @@ QUEUE = web.AppKey("queue", ArqRedis)
 METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 INTAKE = web.AppKey("intake", Intake)
+SIGNED = web.AppKey("signed", SignedScripts)

@@ -8,50 +8,24 @@ and repeated to a retry without running the view again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import NoScriptError
 
 from hub.config import AppSettings
 from hub.domain.signing import verify
 from hub.errors import HubError, NotFound, RateLimited, TooLarge, Unavailable
 from hub.storage.redis import REDIS_DOWN, Keys
 from web.errors import error_response
-from web.keys import REDIS, SETTINGS
+from web.keys import REDIS, SETTINGS, SIGNED
 
 REPLAY_TTL = 600
 MAX_BODY = 1024 * 1024
 # A retry arriving while the first try is still running waits this long for its answer.
 REPLAY_WAIT = 10.0
-
-# One round trip per signed call: a known webhook-id gets its first answer back (or "" while
-# that first try still runs) without costing a token; otherwise the app's token bucket is
-# charged and, when a token was left, the webhook-id is claimed.
-# KEYS: replay key, bucket. ARGV: rate/s, burst, now, replay TTL.
-# Returns {0} (go on), {1, record} (a repeat), or {2, retry-after seconds}.
-_GATE = """
-local prior = redis.call('GET', KEYS[1])
-if prior then return {1, prior} end
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local b = redis.call('HMGET', KEYS[2], 't', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-if tokens < 1 then
-  redis.call('HSET', KEYS[2], 't', tokens, 'ts', now)
-  return {2, math.ceil((1 - tokens) / rate)}
-end
-redis.call('HSET', KEYS[2], 't', tokens - 1, 'ts', now)
-redis.call('EXPIRE', KEYS[2], math.ceil(burst / rate) + 60)
-redis.call('SET', KEYS[1], '', 'EX', ARGV[4])
-return {0}
-"""
-_GATE_SHA = hashlib.sha1(_GATE.encode()).hexdigest()
 
 SignedView = Callable[[web.Request, AppSettings, bytes], Awaitable[tuple[int, Any]]]
 
@@ -81,7 +55,8 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
         keys = Keys(request.app[SETTINGS].redis.key_prefix, app.id)
         replay_key = keys.webhook(webhook_id)
         try:
-            gate = await _gate(redis, replay_key, keys.rate(), app)
+            scripts = request.app[SIGNED]
+            gate = await scripts.gate([replay_key, keys.rate()], [app.rate, app.burst, time.time(), REPLAY_TTL])
             if gate[0] == 1:
                 return await _repeat(redis, replay_key, gate[1])
         except REDIS_DOWN as e:
@@ -101,7 +76,7 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
             await redis.delete(replay_key)  # a retry should really be retried
         else:
             record = json.dumps({"s": resp.status, "b": resp.text if resp.body else None})
-            await redis.set(replay_key, record, ex=REPLAY_TTL)
+            await scripts.record([replay_key], [record, REPLAY_TTL])
         return resp
 
     return handler
@@ -111,15 +86,6 @@ def _answer(status: int, payload: Any) -> web.Response:
     if payload is None:
         return web.Response(status=status)
     return web.json_response(payload, status=status)
-
-
-async def _gate(redis: Any, replay_key: str, bucket: str, app: AppSettings) -> list[Any]:
-    args = (replay_key, bucket, app.rate, app.burst, time.time(), REPLAY_TTL)
-    try:
-        result: list[Any] = await redis.evalsha(_GATE_SHA, 2, *args)
-    except NoScriptError:  # Redis restarted or flushed its scripts
-        result = await redis.eval(_GATE, 2, *args)
-    return result
 
 
 async def _repeat(redis: Any, key: str, raw: Any) -> web.Response:
