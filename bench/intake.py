@@ -38,6 +38,7 @@ class Load:
     errors: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
+    measured: tuple[float, float] | None = None  # (p50, p99) in ms from wrk, instead of latencies
 
     @property
     def rps(self) -> float:
@@ -47,9 +48,13 @@ class Load:
     def ips(self) -> float:
         return self.items / self.seconds
 
+    def p(self, q: float) -> float:
+        if self.measured is not None:
+            return self.measured[0] if q == 50 else self.measured[1]
+        return percentile([x * 1000 for x in self.latencies], q)
+
     def lat(self) -> str:
-        ms = [x * 1000 for x in self.latencies]
-        return f"p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms"
+        return f"p50 {self.p(50):.1f} ms, p99 {self.p(99):.1f} ms"
 
     def errs(self) -> str:
         return f", errors {self.errors}" if self.errors else ""
@@ -58,9 +63,10 @@ class Load:
 @dataclass
 class IntakeResult:
     batch: Load
-    single: Load
+    single: Load  # wrk
+    single_py: Load  # this process's aiohttp client, for comparison
     health_batch: Load
-    health_single: Load
+    health_single: Load  # wrk
     lwt_rate: float
     insert_rate: float
     workers: int
@@ -76,12 +82,14 @@ class IntakeResult:
             f"    ceiling: GET /healthz at {BATCH_CLIENTS} clients: {hb.rps:,.0f} requests/s ({hb.lat()})",
             f"    target 1,000 activities/s: {'met' if b.ips >= 1000 else 'NOT met'}",
             f"    cpu: {format_cpu(b.cpu, b.seconds)}",
-            f"(b) latency, single activity, {LATENCY_CLIENTS} clients, {s.seconds:.1f} s: "
-            f"{s.lat()} ({s.rps:,.0f} requests/s){s.errs()}",
-            f"    ceiling: GET /healthz at {LATENCY_CLIENTS} clients: {hs.lat()} ({hs.rps:,.0f} requests/s)",
+            f"(b) latency, single activity, {LATENCY_CLIENTS} connections of wrk (precomputed signed requests), "
+            f"{s.seconds:.1f} s: {s.lat()} ({s.rps:,.0f} requests/s){s.errs()}",
+            f"    ceiling: GET /healthz from wrk at {LATENCY_CLIENTS} connections: {hs.lat()} ({hs.rps:,.0f} requests/s)",
             f"    ratio: {s.rps / hs.rps:.2f} of the ceiling's request rate",
-            f"    target p99 < 50 ms: {'met' if percentile(s.latencies, 99) * 1000 < 50 else 'NOT met'}",
+            f"    target p99 < 50 ms: {'met' if s.p(99) < 50 else 'NOT met'}",
             f"    cpu: {format_cpu(s.cpu, s.seconds)}",
+            f"    the same from {LATENCY_CLIENTS} clients of this process's aiohttp client (signing as it goes): "
+            f"{self.single_py.lat()} ({self.single_py.rps:,.0f} requests/s){self.single_py.errs()}",
             f"Cassandra from Python, 64 concurrent: foreign_id INSERT ... IF NOT EXISTS {self.lwt_rate:,.0f}/s, "
             f"plain INSERT {self.insert_rate:,.0f}/s (LWT costs {self.insert_rate / self.lwt_rate:.1f}x)",
         ])
@@ -169,6 +177,75 @@ async def drive(env: Environment, name: str, clients: int, seconds: float, *, ba
     return load
 
 
+# wrk, one thread: the requests are formatted once in init, then sent in order (a
+# connection sends its next one when the previous is answered, like the Python clients).
+_WRK_LUA = """
+local reqs = {}
+init = function(args)
+  if args[1] == nil then return end
+  for line in io.lines(args[1]) do
+    local id, ts, sig, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format("POST", args[2], {["webhook-id"] = id, ["webhook-timestamp"] = ts,
+      ["webhook-signature"] = sig, ["content-type"] = "application/json"}, body)
+  end
+end
+local n = 0
+request = function()
+  if #reqs == 0 then return wrk.format("GET", "/healthz") end
+  n = n + 1
+  return reqs[(n - 1) %% #reqs + 1]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50": %%d, "p99": %%d, "errors": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+
+async def wrk_load(env: Environment, name: str, clients: int, seconds: float, meter: CpuMeter | None) -> Load:
+    """``clients`` wrk connections for ``seconds``: signed single-activity POSTs, each
+    request signed here beforehand (unique webhook-id and foreign_id), or GET /healthz
+    when ``meter`` is None. wrk is C: the load generator takes little of the 2 cores."""
+    from bench.read import ensure_wrk
+
+    script = env.tmp / "intake.lua"
+    script.write_text(_WRK_LUA % {})
+    argv = [ensure_wrk(), "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "5s", "-s", str(script), env.url]
+    if meter is not None:
+        gen, path = Activities(), f"/v1/apps/{env.app.id}/activities"
+        data = env.tmp / "intake-requests.tsv"
+        n = int(seconds * 3000)  # more than this machine answers, so none is sent twice
+        with data.open("w") as f:
+            for _ in range(n):
+                body = gen.body(1)
+                h = signed_headers(env.app, body)
+                f.write(f"{h['webhook-id']}\t{h['webhook-timestamp']}\t{h['webhook-signature']}\t{body.decode()}\n")
+        argv += ["--", str(data), path]
+    info(f"{name}: wrk {' '.join(argv[1:8])}")
+    if meter:
+        meter.start()
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    load = Load(name, seconds)
+    if meter:
+        load.cpu = meter.stop()
+    env.check_alive()
+    line = next((x for x in out.decode().splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result:\n{out.decode()}\n{err.decode()}")
+    r = json.loads(line[len("RESULT "):])
+    if meter is not None and r["requests"] > n:
+        raise RuntimeError(f"wrk sent {r['requests']} requests, more than the {n} prepared")
+    load.seconds = r["duration_us"] / 1e6
+    load.requests = load.items = r["requests"] - r["errors"]
+    load.measured = (r["p50"] / 1000, r["p99"] / 1000)
+    if r["errors"]:
+        load.errors[0] = r["errors"]
+    return load
+
+
 async def _warm(http: aiohttp.ClientSession) -> None:
     async with http.get("/healthz") as r:
         await r.read()
@@ -219,8 +296,9 @@ async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
         await drive(env, "warm-up", 4, 0.5 if quick else 2.0, batch=10)
         health_batch = await drive(env, "healthz (4 clients)", BATCH_CLIENTS, seconds, batch=None)
         batch = await drive(env, "batches of 100", BATCH_CLIENTS, seconds, batch=100, meter=CpuMeter(pids))
-        health_single = await drive(env, "healthz (20 clients)", LATENCY_CLIENTS, seconds, batch=None)
-        single = await drive(env, "single activity", LATENCY_CLIENTS, seconds, batch=1, meter=CpuMeter(pids))
+        health_single = await wrk_load(env, "healthz", LATENCY_CLIENTS, seconds, None)
+        single = await wrk_load(env, "single activity", LATENCY_CLIENTS, seconds, CpuMeter(pids))
+        single_py = await drive(env, "single activity (aiohttp)", LATENCY_CLIENTS, seconds, batch=1)
         info("measuring Cassandra: LWT vs plain insert")
         lwt, plain = await cassandra_rates(env.settings, 1.0 if quick else 3.0)
-        return IntakeResult(batch, single, health_batch, health_single, lwt, plain, env.worker_processes)
+        return IntakeResult(batch, single, single_py, health_batch, health_single, lwt, plain, env.worker_processes)
