@@ -22,6 +22,7 @@ import aiohttp
 
 from bench.common import Environment, Progress, environment, info, percentile, signed_headers
 from bench.cpu import CpuMeter, format_cpu
+from bench.wrk import DONE_LUA, ensure_wrk, run_wrk
 from hub.config import Settings
 
 BATCH_CLIENTS = 4
@@ -193,14 +194,9 @@ local n = 0
 request = function()
   if #reqs == 0 then return wrk.format("GET", "/healthz") end
   n = n + 1
-  return reqs[(n - 1) %% #reqs + 1]
+  return reqs[(n - 1) % #reqs + 1]
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50": %%d, "p99": %%d, "errors": %%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout + e.status))
-end
+%(done)s
 """
 
 
@@ -208,10 +204,8 @@ async def wrk_load(env: Environment, name: str, clients: int, seconds: float, me
     """``clients`` wrk connections for ``seconds``: signed single-activity POSTs, each
     request signed here beforehand (unique webhook-id and foreign_id), or GET /healthz
     when ``meter`` is None. wrk is C: the load generator takes little of the 2 cores."""
-    from bench.read import ensure_wrk
-
     script = env.tmp / "intake.lua"
-    script.write_text(_WRK_LUA % {})
+    script.write_text(_WRK_LUA.replace("%(done)s", DONE_LUA))
     argv = [ensure_wrk(), "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "5s", "-s", str(script), env.url]
     if meter is not None:
         gen, path = Activities(), f"/v1/apps/{env.app.id}/activities"
@@ -226,16 +220,10 @@ async def wrk_load(env: Environment, name: str, clients: int, seconds: float, me
     info(f"{name}: wrk {' '.join(argv[1:8])}")
     if meter:
         meter.start()
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+    r = await run_wrk(env, argv)
     load = Load(name, seconds)
     if meter:
         load.cpu = meter.stop()
-    env.check_alive()
-    line = next((x for x in out.decode().splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result:\n{out.decode()}\n{err.decode()}")
-    r = json.loads(line[len("RESULT "):])
     if meter is not None and r["requests"] > n:
         raise RuntimeError(f"wrk sent {r['requests']} requests, more than the {n} prepared")
     load.seconds = r["duration_us"] / 1e6

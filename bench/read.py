@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import Environment, environment, gather_limited, info, percentile
+from bench.wrk import DONE_LUA, ensure_wrk, run_wrk
 from hub.config import Settings
 from hub.domain.models import Activity
 from hub.domain.tokens import issue_token
@@ -91,21 +90,6 @@ class ReadResult:
         return "\n".join(lines)
 
 
-def ensure_wrk() -> str:
-    path = shutil.which("wrk")
-    if path:
-        return path
-    info("wrk is missing: installing it with apt-get")
-    for cmd in (["apt-get", "install", "-y", "wrk"], ["sudo", "-n", "apt-get", "install", "-y", "wrk"]):
-        try:
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if shutil.which("wrk"):
-            return str(shutil.which("wrk"))
-    raise RuntimeError("wrk is needed for hub bench read: apt-get install -y wrk")
-
-
 _LUA = """
 local paths = %(paths)s
 local tokens = %(tokens)s
@@ -116,12 +100,7 @@ request = function()
   if tokens[i] ~= "" then h["Authorization"] = "Bearer " .. tokens[i] end
   return wrk.format("GET", paths[i], h)
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "p50": %%d, "p99": %%d, "errors": %%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout + e.status))
-end
+%(done)s
 """
 
 
@@ -131,17 +110,10 @@ def _lua_list(items: list[str]) -> str:
 
 async def wrk(env: Environment, name: str, paths: list[str], tokens: list[str], seconds: int) -> Load:
     script = env.tmp / f"{name.split()[0]}-{len(paths)}.lua"
-    script.write_text(_LUA % {"paths": _lua_list(paths), "tokens": _lua_list(tokens)})
+    script.write_text(_LUA % {"paths": _lua_list(paths), "tokens": _lua_list(tokens), "done": DONE_LUA})
     cmd = [ensure_wrk(), "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), env.url]
     info(f"{name}: {' '.join(cmd[1:])}")
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    env.check_alive()
-    text = out.decode()
-    line = next((x for x in text.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result:\n{text}\n{err.decode()}")
-    r = json.loads(line[len("RESULT "):])
+    r = await run_wrk(env, cmd)
     return Load(name, r["requests"], r["duration_us"] / 1e6, r["p50"] / 1000, r["p99"] / 1000, r["errors"])
 
 
