@@ -6,7 +6,7 @@ fails, the worker's sweep finds the marker and queues the jobs, so an accepted a
 is never lost.
 
 In ``hub serve`` the requests of one app that arrive together are committed as one group
-(:class:`Intake`, hub/ops/groupcommit.py): one Cassandra batch, one marker and one fan-out
+(:class:`Intake`, hub/ops/groupcommit.py): one foreign-id read, one marker and one fan-out
 job for all of them, so the work per activity falls as the load rises.
 """
 
@@ -27,8 +27,8 @@ from hub.storage.redis import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
-# Activities per group: a few Cassandra batches (40 KiB each) written concurrently, and a
-# planning job that stays well inside its time budget.
+# Activities per group: one Cassandra batch each, all in flight at once, and a planning
+# job that stays well inside its time budget.
 MAX_GROUP = 500
 # Groups of one app written at the same time: while one waits on Cassandra the next is
 # already being gathered and sent, so a request rarely waits behind a whole group.
@@ -54,7 +54,9 @@ class Intake:
 
     def __init__(self, hub: Hub, *, max_group: int = MAX_GROUP) -> None:
         self.hub = hub
-        self.groups: GroupCommit[str, Activity, Stored] = GroupCommit(self._commit, max_items=max_group, concurrency=GROUP_CONCURRENCY)
+        self.groups: GroupCommit[str, Activity, Stored] = GroupCommit(
+            self._commit, max_items=max_group, concurrency=GROUP_CONCURRENCY
+        )
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def accept(self, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
