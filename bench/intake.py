@@ -240,7 +240,7 @@ async def _warm(http: aiohttp.ClientSession) -> None:
 
 
 async def cassandra_rates(settings: Settings, seconds: float) -> tuple[float, float]:
-    """LWT insert vs plain insert into the activity_by_foreign_id table, 64 concurrent."""
+    """LWT insert vs plain insert into the foreign_ids table, 64 concurrent."""
     from hub.storage.cassandra import Cassandra
 
     db = await Cassandra.connect(settings.cassandra)
@@ -248,7 +248,7 @@ async def cassandra_rates(settings: Settings, seconds: float) -> tuple[float, fl
     try:
         rates = []
         for lwt in (True, False):
-            cql = "INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s)"
+            cql = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)"
             if lwt:
                 cql += " IF NOT EXISTS"
             counter = itertools.count()

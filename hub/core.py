@@ -15,6 +15,7 @@ from hub.config import FeedGroup, Settings
 from hub.domain.activity import split_feed_id
 from hub.domain.ids import IdGenerator
 from hub.errors import InvalidRequest, NotFound
+from hub.queue import JobScript
 from hub.storage.activities import ActivityStore
 from hub.storage.cassandra import Cassandra
 from hub.storage.feedcache import FeedCache
@@ -32,6 +33,7 @@ class Hub:
     feeds: FeedCache
     marks: MarkStore
     queue: ArqRedis
+    jobs: JobScript  # queueing that shares a round trip with other writes
     ids: IdGenerator = field(default_factory=IdGenerator)
 
     @classmethod
@@ -43,6 +45,7 @@ class Hub:
             follows=FollowStore(db, redis, prefix),
             feeds=FeedCache(redis, prefix),
             marks=MarkStore(db, redis, prefix),
+            jobs=JobScript(redis, queue),
         )
 
     def group(self, name: str) -> FeedGroup:

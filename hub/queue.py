@@ -9,12 +9,17 @@ one job per id).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings as ArqRedisSettings
-from redis.asyncio import ConnectionPool
+from arq.connections import ArqRedis
+from arq.connections import RedisSettings as ArqRedisSettings
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from redis.asyncio import ConnectionPool, Redis
 
 from hub.config import RedisSettings
+from hub.storage.trip import Trip
 
 HIGH = "high"
 LOW = "low"
@@ -53,3 +58,30 @@ async def connect_queue(settings: RedisSettings) -> ArqRedis:
     return ArqRedis(
         pool, job_serializer=serialize, job_deserializer=deserialize, default_queue_name=queue_name(settings, HIGH)
     )
+
+
+# arq's ``enqueue_job`` as one script, so that queueing shares a round trip with other
+# writes (hub/storage/trip.py) instead of taking three (WATCH, EXISTS, MULTI/EXEC). Same
+# keys, same serialized job, same rule: nothing is queued while a job or a kept result
+# with that id exists. tests/integration/test_fanout.py runs jobs queued this way.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
+class JobScript:
+    def __init__(self, redis: Redis, queue: ArqRedis) -> None:
+        self._script = redis.register_script(_ENQUEUE)
+        self._serializer = queue.job_serializer
+        self._expires_ms = queue.expires_extra_ms
+
+    def queue(self, trip: Trip, function: str, *args: Any, job_id: str, queue: str) -> int:
+        """Queue on ``trip`` what ``enqueue_job`` would; the answer at the returned index
+        is 1 if the job was queued, 0 if one with that id exists."""
+        now_ms = int(time.time() * 1000)
+        job = serialize_job(function, args, {}, None, now_ms, serializer=self._serializer)
+        keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
+        return trip.script(self._script, keys, [self._expires_ms, job, now_ms, job_id])

@@ -17,6 +17,7 @@ from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.models import Activity
 from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, REMOVE, queue_name
+from hub.storage.trip import Trip
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +36,34 @@ async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own
     """
     ids = sorted(activity_ids)
     job = await hub.queue.enqueue_job(
-        FANOUT, app, ids, own_done, _job_id=f"fanout:{app}:{ids[0]}",
-        _queue_name=queue_name(hub.settings.redis, HIGH),
+        FANOUT, app, ids, own_done, _job_id=_fanout_job_id(app, ids), _queue_name=queue_name(hub.settings.redis, HIGH),
     )
     return job is not None
+
+
+def queue_fanout(hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> None:
+    """:func:`enqueue_fanout` as part of ``trip``."""
+    ids = sorted(activity_ids)
+    hub.jobs.queue(trip, FANOUT, app, ids, own_done, job_id=_fanout_job_id(app, ids),
+                   queue=queue_name(hub.settings.redis, HIGH))
+
+
+def _fanout_job_id(app: str, ids: Sequence[str]) -> str:
+    return f"fanout:{app}:{ids[0]}"
 
 
 async def write_own_feeds(hub: Hub, app: str, activities: Sequence[Activity]) -> int:
     """``user:<actor>`` and the ``to`` feeds of these activities, in one round trip.
 
-    Intake calls this before answering, so an addressed notification is in its feed (and
-    on its way to connected sockets) without waiting for a worker to pick up the job.
-    Idempotent like every feed write; the planning job does it when intake could not.
+    Idempotent like every feed write. Intake does this as part of its last round trip
+    (:func:`queue_own_feeds`) before answering, so an addressed notification is in its
+    feed (and on its way to connected sockets) without waiting for a worker.
     """
     return await hub.feeds.add_many(app, [item for a in activities for item in _own_feed_adds(hub, a)])
+
+
+def queue_own_feeds(hub: Hub, trip: Trip, app: str, activities: Sequence[Activity]) -> None:
+    hub.feeds.queue_adds(trip, app, [item for a in activities for item in _own_feed_adds(hub, a)])
 
 
 async def plan_many(

@@ -20,10 +20,11 @@ from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.domain.models import Activity
 from hub.errors import InvalidActivity, NotFound, Unavailable
-from hub.ops.fanout import enqueue_fanout, enqueue_remove, write_own_feeds
+from hub.ops.fanout import enqueue_remove, queue_fanout, queue_own_feeds
 from hub.ops.groupcommit import GroupCommit
 from hub.storage.activities import Stored, StoreResult
 from hub.storage.redis import REDIS_DOWN
+from hub.storage.trip import Trip
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +91,24 @@ def _answer(stored: Sequence[Stored]) -> list[dict[str, str | None]]:
 
 
 async def commit(hub: Hub, app: str, activities: Sequence[Activity]) -> tuple[StoreResult, bool]:
-    """Store durably (pending marker first), write the own and addressed feeds, then queue
-    one planning job for the followers of what is new.
+    """Store durably (with a pending marker), write the own and addressed feeds, then
+    queue one planning job for the followers of what is new.
 
     Returns the stored activities and whether their fan-out is queued, so that the
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
-    stored once: the first occurrence is ``created``, later ones repeat it.
+    stored once: the first occurrence is ``created``, later ones repeat it. A known
+    activity whose first try may not have got its fan-out queued is fanned out again.
     """
-    result = await hub.activities.store_many(app, activities)
-    created = [s.activity for s in result.stored if s.created]
-    if not created:
-        return result, True
+    trip = Trip(hub.redis)  # one round trip after Cassandra's: bodies, own feeds, the job
+    result = await hub.activities.store_many(app, activities, trip=trip)
+    todo = list({s.activity.id: s.activity for s in result.stored if s.fan_out}.values())
+    if todo:
+        queue_own_feeds(hub, trip, app, todo)
+        queue_fanout(hub, trip, app, [a.id for a in todo], own_done=True)
     try:
-        await write_own_feeds(hub, app, created)
-        await enqueue_fanout(hub, app, [a.id for a in created], own_done=True)
+        await trip.execute()
     except REDIS_DOWN:
-        log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(created))
+        log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(todo))
         return result, False
     return result, True
 

@@ -17,13 +17,14 @@ from redis.asyncio import Redis
 
 from hub.domain.models import Activity
 from hub.storage.cassandra import Cassandra
+from hub.storage.foreignids import INSERT as FOREIGN_ID_INSERT
+from hub.storage.foreignids import Claim, ForeignIds
 from hub.storage.redis import Keys
+from hub.storage.trip import Trip
 
 # Bodies are immutable, so a long TTL is safe; it only bounds memory for cold activities.
 BODY_TTL = 14 * 86400
-# Redis claims of foreign ids: a fast path only, Cassandra holds the durable mapping.
-CLAIM_TTL = 86400
-# How long a duplicate waits for the first writer of its foreign_id to finish.
+# How long a duplicate waits for the first try of its foreign_id to finish.
 CLAIM_WAIT = 3.0
 
 
@@ -42,6 +43,13 @@ class PendingBatch:
 class Stored:
     activity: Activity
     created: bool  # False when the foreign_id was known: the first activity is returned
+    # Known but its first try may have failed after storing it (answered 503), before
+    # its fan-out was certain: this request queues the fan-out again (idempotent).
+    unconfirmed: bool = False
+
+    @property
+    def fan_out(self) -> bool:
+        return self.created or self.unconfirmed
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class ActivityStore:
         self.db = db
         self.redis = redis
         self.prefix = prefix
+        self.foreign_ids = ForeignIds(db, redis)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -63,20 +72,24 @@ class ActivityStore:
     async def store(self, app: str, activity: Activity, *, minute: int | None = None) -> Stored:
         return (await self.store_many(app, [activity], minute=minute)).stored[0]
 
-    async def store_many(self, app: str, activities: Sequence[Activity], *, minute: int | None = None) -> StoreResult:
-        """Make activities durable, after their pending fan-out marker, before any 202.
+    async def store_many(
+        self, app: str, activities: Sequence[Activity], *, minute: int | None = None, trip: Trip | None = None
+    ) -> StoreResult:
+        """Make activities durable, with a pending fan-out marker naming them, before any 202.
 
-        ``foreign_id`` decides identity: the first id stored for it wins. Claims are taken
-        in Redis (fast, and serialises concurrent duplicates) and checked against the
-        durable mapping in Cassandra (Redis may have lost them). A claim whose body never
-        landed (its writer died) is completed by the next try under the claimed id.
+        ``foreign_id`` decides identity: the first try stored for it wins
+        (hub/storage/foreignids.py). After the Redis claims, one Cassandra round writes
+        the marker, the new activities' rows, and reads the durable record of the
+        foreign ids just claimed. Rarely, more follows: a try that Redis had forgotten
+        is found (ours is taken back), or an earlier try is settled (waited for, or
+        finished under its id when it never stored its activity).
 
-        The marker is durable before any row of its activities, so a failure part way
-        (answered 503) leaves either nothing to fan out or a marker the sweep acts on; a
-        retry that then finds its activity stored relies on that. The claims, the
-        Cassandra check of the claims and the marker go in parallel: the marker names
-        every candidate id, and one that turns out to exist already is skipped by the
-        fan-out (no body under that id).
+        A failure answers 503 and may leave some of the round written: rows without a
+        marker are fanned out by the retry (the activity is then ``unconfirmed``), a
+        marker without rows names ids that the fan-out skips.
+
+        The bodies go to Redis, and the claims are confirmed, on ``trip`` if one is given
+        (its caller sends it), else at once.
         """
         k = self.keys(app)
         minute = minute_bucket() if minute is None else minute
@@ -86,72 +99,71 @@ class ActivityStore:
         for a in activities:
             if a.foreign_id is not None:
                 chosen.setdefault(a.foreign_id, a)
-        fids = list(chosen)
-        candidates = [a.id for a in chosen.values()] + [a.id for a in activities if a.foreign_id is None]
-        prior, known, marker = await asyncio.gather(
-            self._claim(k, [(f, chosen[f].id) for f in fids]),
-            self.find_by_foreign_ids(app, fids),
-            self._mark_pending(app, minute, candidates),
+        claims = await self.foreign_ids.claim(k, [(f, a.id) for f, a in chosen.items()])
+        earlier = {f: c for f, c in zip(chosen, claims) if c is not None}
+        fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
+        marker, _, first = await asyncio.gather(
+            self._mark_pending(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
+            self._write(app, fresh),
+            self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
         )
         markers = [marker]
-        existing: dict[str, Activity] = {}
-        adopted: list[str] = []  # ids of earlier tries this one completes
-        for fid, p in zip(fids, prior):
-            claimed_id = known.get(fid) or p  # Cassandra's mapping is the durable one
-            if claimed_id is None or claimed_id == chosen[fid].id:
-                continue
-            found = await self._wait_for_body(app, claimed_id)
-            if found is not None:
-                existing[fid] = found
-            else:
-                chosen[fid] = replace(chosen[fid], id=claimed_id)  # finish the earlier try
-                adopted.append(claimed_id)
-        if adopted:
-            markers.append(await self._mark_pending(app, minute, candidates + adopted))
-        fresh = [a for fid, a in chosen.items() if fid not in existing]
-        fresh += [a for a in activities if a.foreign_id is None]
-        await self._write(app, fresh)
+        # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
+        forgotten = {f: i for f, i in first.items() if i < chosen[f].id}
+        if forgotten:
+            await asyncio.gather(*(self.delete(app, chosen[f]) for f in forgotten))
+        settled = dict(zip([*earlier, *forgotten], await asyncio.gather(
+            *(self._settle(app, k, f, chosen[f], c) for f, c in earlier.items()),
+            *(self._settle(app, k, f, chosen[f], Claim(i, False), wait=False) for f, i in forgotten.items()),
+        )))
+        adopted = [a for a, how in settled.values() if how == "adopted"]
+        if forgotten or adopted:
+            markers.append(await self._mark_pending(app, minute, [a.id for a, _ in settled.values()]))
+            await self._write(app, adopted)
+        new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
+        own = trip is None
+        trip = Trip(self.redis) if trip is None else trip
+        self._cache(trip, k, new, [(f, a.id) for f, (a, _) in settled.items()])
+        if own:
+            await trip.execute()
         results: list[Stored] = []
         reported: set[str] = set()
         for a in activities:
-            if a.foreign_id is None:
+            fid = a.foreign_id
+            if fid is None:
                 results.append(Stored(a, created=True))
-            elif a.foreign_id in existing:
-                results.append(Stored(existing[a.foreign_id], created=False))
+                continue
+            first_report = fid not in reported  # a batch's duplicates repeat its first
+            reported.add(fid)
+            if fid in settled and settled[fid][1] != "adopted":
+                found, how = settled[fid]
+                results.append(Stored(found, created=False, unconfirmed=first_report and how == "unconfirmed"))
             else:
-                # The first of a batch's duplicates is the one written; the rest repeat it.
-                first = a.foreign_id not in reported
-                reported.add(a.foreign_id)
-                results.append(Stored(chosen[a.foreign_id], created=first))
+                stored = settled[fid][0] if fid in settled else chosen[fid]
+                results.append(Stored(stored, created=first_report))
         return StoreResult(results, minute, tuple(sorted(set(markers))))
 
-    async def _claim(self, k: Keys, claims: Sequence[tuple[str, str]]) -> list[str | None]:
-        """``SET NX GET`` per foreign id: None where this try got the claim, else the id
-        an earlier try claimed."""
-        if not claims:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for fid, aid in claims:
-            pipe.set(k.foreign_id(fid), aid, nx=True, get=True, ex=CLAIM_TTL)
-        return list(await pipe.execute())
+    async def _settle(
+        self, app: str, k: Keys, fid: str, ours: Activity, claim: Claim, *, wait: bool = True
+    ) -> tuple[Activity, str]:
+        """An earlier try's activity: ``existing`` (its fan-out is certain),
+        ``unconfirmed`` (stored, fan-out uncertain), or ``adopted``: it never stored
+        the activity, so ours is finished under its id."""
+        if wait:
+            claim = await self.foreign_ids.wait_confirmed(k, fid, claim, CLAIM_WAIT)
+        found = await self.get_one(app, claim.id, include_deleted=True)
+        if found is None:
+            return replace(ours, id=claim.id), "adopted"
+        return found, "existing" if claim.confirmed else "unconfirmed"
 
     async def _mark_pending(self, app: str, minute: int, ids: Sequence[str]) -> str:
         """One marker row naming these ids; its id (the smallest) is returned."""
-        ordered = sorted(ids)
+        ordered = sorted(set(ids))
         await self.db.execute(
             "INSERT INTO {ks}.pending_fanout (app, minute, id, ids) VALUES (%s, %s, %s, %s)",
             (app, minute, ordered[0], json.dumps(ordered)),
         )
         return ordered[0]
-
-    async def _wait_for_body(self, app: str, activity_id: str) -> Activity | None:
-        """The activity of a claim, waiting briefly for a concurrent writer to finish."""
-        deadline = time.monotonic() + CLAIM_WAIT
-        while True:
-            found = await self.get_one(app, activity_id)
-            if found is not None or time.monotonic() > deadline:
-                return found
-            await asyncio.sleep(0.05)
 
     async def _write(self, app: str, activities: Sequence[Activity]) -> None:
         """Each activity's rows in its own unlogged batch, all batches concurrently.
@@ -163,28 +175,25 @@ class ActivityStore:
         nothing is answered 202 before all batches succeed, and each row alone is
         harmless (a user-feed row without a body is skipped by rebuilds).
         """
-        if not activities:
-            return
-        bodies: dict[str, str] = {}
         batches: list[list[tuple[str, Sequence[object]]]] = []
         for a in activities:
-            body = json.dumps(a.to_json(), separators=(",", ":"))
-            bodies[a.id] = body
             rows: list[tuple[str, Sequence[object]]] = [
-                ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)", (app, a.id, body)),
+                ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)",
+                 (app, a.id, _body(a))),
                 ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, a.actor, a.id)),
             ]
             if a.foreign_id is not None:
-                rows.append(("INSERT INTO {ks}.activity_by_foreign_id (app, foreign_id, id) VALUES (%s, %s, %s)",
-                             (app, a.foreign_id, a.id)))
+                rows.append((FOREIGN_ID_INSERT, (app, a.foreign_id, a.id)))
             rows += [("INSERT INTO {ks}.feed_targets (app, feed, id) VALUES (%s, %s, %s)", (app, f, a.id)) for f in a.to]
             batches.append(rows)
         await asyncio.gather(*(self.db.batch(b, logged=False) for b in batches))
-        k = self.keys(app)
-        pipe = self.redis.pipeline(transaction=False)
-        for aid, body in bodies.items():
-            pipe.set(k.activity(aid), body, ex=BODY_TTL)
-        await pipe.execute()
+
+    def _cache(self, trip: Trip, k: Keys, new: Sequence[Activity], earlier: Sequence[tuple[str, str]]) -> None:
+        """Bodies of the new activities into Redis, and every foreign id's claim
+        confirmed: each activity answered is durable and named by a durable marker."""
+        for a in new:
+            trip.pipe.set(k.activity(a.id), _body(a), ex=BODY_TTL)
+        self.foreign_ids.confirm(trip.pipe, k, [*((a.foreign_id, a.id) for a in new if a.foreign_id), *earlier])
 
     async def fanout_queued(self, app: str, minute: int, *markers: str) -> None:
         """The batch's fan-out jobs are queued: its pending markers are no longer needed."""
@@ -242,18 +251,7 @@ class ActivityStore:
         return [r for rows in results for r in rows]
 
     async def find_by_foreign_id(self, app: str, foreign_id: str) -> str | None:
-        return (await self.find_by_foreign_ids(app, [foreign_id])).get(foreign_id)
-
-    async def find_by_foreign_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
-        """Known ids by foreign id: one multi-partition read per 100 foreign ids."""
-        parts = [list(foreign_ids[i : i + 100]) for i in range(0, len(foreign_ids), 100)]
-        results = await asyncio.gather(*(
-            self.db.execute(
-                "SELECT foreign_id, id FROM {ks}.activity_by_foreign_id WHERE app = %s AND foreign_id IN %s", (app, p)
-            )
-            for p in parts
-        ))
-        return {r.foreign_id: r.id for rows in results for r in rows}
+        return (await self.foreign_ids.first_ids(app, [foreign_id])).get(foreign_id)
 
     async def delete(self, app: str, activity: Activity) -> None:
         """Mark deleted and drop it from the sources feeds are rebuilt from."""
@@ -289,3 +287,7 @@ class ActivityStore:
             "SELECT id FROM {ks}.feed_targets WHERE app = %s AND feed = %s LIMIT %s", (app, feed, limit)
         )
         return [r.id for r in rows]
+
+
+def _body(a: Activity) -> str:
+    return json.dumps(a.to_json(), separators=(",", ":"))

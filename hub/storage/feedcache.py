@@ -48,6 +48,7 @@ from hub.storage.changes import channel
 from hub.storage.rankindex import RankIndex
 from hub.storage.redis import Keys
 from hub.storage.scriptbatch import ScriptBatch
+from hub.storage.trip import Trip
 
 SENTINEL = "!"
 PAGE_TTL = 300  # seconds: the pages of users who read often stay; the others' memory is given back
@@ -135,15 +136,22 @@ class FeedCache:
 
     async def add_many(self, app: str, items: Sequence[tuple[FeedGroup, Sequence[str], Activity]]) -> int:
         """Several adds (each: one activity into feeds of one group) in one round trip."""
+        trip = Trip(self.redis)
+        adds = self.queue_adds(trip, app, items)
+        results = await trip.execute()
+        return sum(int(results[i]) for i in adds)
+
+    def queue_adds(self, trip: Trip, app: str, items: Sequence[tuple[FeedGroup, Sequence[str], Activity]]) -> list[int]:
+        """Queue adds on ``trip``; returns the indexes of their answers (entries written)."""
         k = self.keys(app)
-        calls: list[tuple[Any, list[Any], list[Any]]] = []
+        adds: list[int] = []
         ranked: list[tuple[FeedGroup, Sequence[str], Activity]] = []
         for group, feeds, activity in items:
             if not feeds:
                 continue
             if not group.is_aggregated:
                 args0 = [activity.id, group.max_length, *self._notify_args(k)]
-                calls.append((self._flat_add, [k.feed(f) for f in feeds], args0))
+                adds.append(trip.script(self._flat_add, [k.feed(f) for f in feeds], args0))
                 if group.is_ranked:
                     ranked.append((group, feeds, activity))
                 continue
@@ -151,18 +159,10 @@ class FeedCache:
             keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
             args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey),
                     group.max_length, *self._notify_args(k)]
-            calls.append((self._agg_add, keys, args))
-        if not calls:
-            return 0
-        if len(calls) == 1 and not ranked:
-            script, keys, args = calls[0]
-            return int(await script(keys=keys, args=args))
-        pipe = self.redis.pipeline(transaction=False)
-        for script, keys, args in calls:
-            await script(keys=keys, args=args, client=pipe)
+            adds.append(trip.script(self._agg_add, keys, args))
         for group, feeds, activity in ranked:  # after the adds: only feeds that hold it are indexed
-            await self.ranks.add(k, group, feeds, activity, pipe)
-        return sum(int(n) for n in (await pipe.execute())[: len(calls)])
+            self.ranks.queue_add(trip, k, group, feeds, activity)
+        return adds
 
     async def remove(self, app: str, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> int:
         if not feeds:

@@ -20,6 +20,7 @@ from hub.config import FeedGroup
 from hub.domain.models import Activity
 from hub.domain.ranking import rank_score
 from hub.storage.redis import Keys
+from hub.storage.trip import Trip
 
 # KEYS: pairs of (feed, index). ARGV: id, score, max_length. Only cached feeds are indexed.
 _ADD = """
@@ -84,12 +85,10 @@ class RankIndex:
         self._add = redis.register_script(_ADD)
         self._page = redis.register_script(_PAGE)
 
-    async def add(self, k: Keys, group: FeedGroup, feeds: Sequence[str], activity: Activity,
-                  pipe: Pipeline | None = None) -> None:
+    def queue_add(self, trip: Trip, k: Keys, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> None:
         """Index an activity in those of ``feeds`` that are cached (after adding it to them)."""
         keys = [x for f in feeds for x in (k.feed(f), k.rank(f))]
-        args = [activity.id, repr(score_of(group, activity)), group.max_length]
-        await self._add(keys=keys, args=args, client=pipe)
+        trip.script(self._add, keys, [activity.id, repr(score_of(group, activity)), group.max_length])
 
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity],
                    pipe: Pipeline | None = None) -> None:

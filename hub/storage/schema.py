@@ -78,6 +78,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             app text, feed text, kind text, gid text, mark text,
             PRIMARY KEY ((app, feed), kind, gid))""",
     )),
+    Migration(4, "foreign ids recorded by every try", (
+        # Replaces activity_by_foreign_id (no longer written or read). Each try of a
+        # foreign_id adds its own row and the smallest id wins, so a try can write its
+        # rows and check for an earlier one in the same round (hub/storage/foreignids.py).
+        """CREATE TABLE IF NOT EXISTS {ks}.foreign_ids (
+            app text, foreign_id text, id text,
+            PRIMARY KEY ((app, foreign_id), id))""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

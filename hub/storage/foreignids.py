@@ -1,0 +1,95 @@
+"""Foreign ids: the first try of an activity wins, and every later try repeats it.
+
+Two records, for two jobs:
+
+- A claim in Redis (``SET NX GET``) serialises the tries that run at the same time, and
+  says how far the claiming try got: ``<id>?`` while it is being stored, ``<id>`` once
+  its rows and its pending fan-out marker are durable. A later try that finds a
+  confirmed claim knows the fan-out of that activity is taken care of.
+- The ``foreign_ids`` table in Cassandra has a row per try, ``(foreign_id, id)``; the
+  smallest id, the earliest try, is the activity. It is the durable answer when Redis
+  lost a claim (flush, eviction, or its TTL). Each try writes its row together with the
+  activity's other rows and reads the table in the same round, so a request waits for
+  one Cassandra round trip, not two; a try that finds an earlier id takes its own rows
+  back (hub/storage/activities.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hub.storage.cassandra import Cassandra
+from hub.storage.redis import Keys
+
+# Claims are a fast path only (Cassandra has the durable record); a day covers retries.
+CLAIM_TTL = 86400
+_PENDING = "?"
+_POLL = 0.02
+
+INSERT = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)"
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str  # the activity id an earlier try claimed
+    confirmed: bool  # its rows and pending marker are durable
+
+
+def _parse(raw: Any) -> Claim | None:
+    if raw is None:
+        return None
+    value = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return Claim(value[:-1], False) if value.endswith(_PENDING) else Claim(value, True)
+
+
+class ForeignIds:
+    def __init__(self, db: Cassandra, redis: Redis) -> None:
+        self.db = db
+        self.redis = redis
+
+    async def claim(self, k: Keys, claims: Sequence[tuple[str, str]]) -> list[Claim | None]:
+        """Claim each ``(foreign_id, id)``, pending: None where this try got the claim,
+        else the earlier try's claim."""
+        if not claims:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for fid, aid in claims:
+            pipe.set(k.foreign_id(fid), aid + _PENDING, nx=True, get=True, ex=CLAIM_TTL)
+        return [_parse(raw) for raw in await pipe.execute()]
+
+    def confirm(self, pipe: Any, k: Keys, stored: Sequence[tuple[str, str]]) -> None:
+        """Queue on ``pipe``: these ``(foreign_id, id)`` are durable with their marker."""
+        for fid, aid in stored:
+            pipe.set(k.foreign_id(fid), aid, ex=CLAIM_TTL)
+
+    async def wait_confirmed(self, k: Keys, fid: str, claim: Claim, timeout: float) -> Claim:
+        """The claim once its try confirms it, or as it stands after ``timeout`` seconds
+        (its try died or is slow; a claim that vanished counts as unconfirmed)."""
+        deadline = time.monotonic() + timeout
+        while not claim.confirmed and time.monotonic() < deadline:
+            await asyncio.sleep(_POLL)
+            now = _parse(await self.redis.get(k.foreign_id(fid)))
+            if now is not None and now.id == claim.id:
+                claim = now
+        return claim
+
+    async def first_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
+        """The durable activity id of each known foreign id (its earliest try), one
+        multi-partition read per 100 foreign ids."""
+        parts = [list(foreign_ids[i : i + 100]) for i in range(0, len(foreign_ids), 100)]
+        results = await asyncio.gather(*(
+            self.db.execute("SELECT foreign_id, id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id IN %s", (app, p))
+            for p in parts
+        ))
+        first: dict[str, str] = {}
+        for rows in results:
+            for r in rows:
+                if r.foreign_id not in first or r.id < first[r.foreign_id]:
+                    first[r.foreign_id] = r.id
+        return first

@@ -1,0 +1,50 @@
+"""Commands and Lua script calls of several stores, sent to Redis in one round trip.
+
+Under load each round trip costs more than its network time: the request waits for the
+event loop to come back to it. Intake therefore caches the new bodies, writes the own
+feeds and queues the fan-out job in a single trip (hub/ops/intake.py).
+
+Scripts go as plain ``EVALSHA``: redis-py checks the registered scripts of a pipeline
+with ``SCRIPT EXISTS`` first, which is a round trip of its own. A call that finds its
+script missing (Redis restarted or flushed its scripts) is sent again on its own, which
+loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+
+class Trip:
+    def __init__(self, redis: Redis) -> None:
+        self.pipe = redis.pipeline(transaction=False)  # queue plain commands on it
+        self._scripts: dict[int, tuple[AsyncScript, list[Any], list[Any]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pipe)
+
+    def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> int:
+        """Queue a script call; returns the index of its answer in :meth:`execute`'s list."""
+        index = len(self.pipe)
+        self._scripts[index] = (script, list(keys), list(args))
+        self.pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return index
+
+    async def execute(self) -> list[Any]:
+        """Every answer, in order; the first error is raised (after the others ran)."""
+        if not len(self.pipe):
+            return []
+        results: list[Any] = await self.pipe.execute(raise_on_error=False)
+        for i, r in enumerate(results):
+            if isinstance(r, NoScriptError) and i in self._scripts:
+                script, keys, args = self._scripts[i]
+                results[i] = await script(keys=keys, args=args)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results

@@ -1,0 +1,104 @@
+"""A foreign_id is stored once, whatever happened to the tries before (hub/storage/foreignids.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+
+from hub.core import Hub
+from hub.domain.activity import ActivityInput
+from hub.ops import intake
+from hub.storage import activities
+from tests.conftest import uid
+
+APP = "t1"
+
+
+def like(actor: str, fid: str, obj: str = "photo:1") -> ActivityInput:
+    return ActivityInput(actor=actor, verb="like", object=obj, time=datetime.now(timezone.utc), foreign_id=fid)
+
+
+async def post(hub: Hub, inp: ActivityInput) -> str:
+    (answer,) = await intake.accept(hub, APP, [inp], batch=False)
+    assert answer["foreign_id"] == inp.foreign_id
+    return str(answer["id"])
+
+
+async def claim_value(hub: Hub, fid: str) -> str | None:
+    raw = await hub.redis.get(hub.activities.keys(APP).foreign_id(fid))
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+async def job_queued(hub: Hub, first_id: str) -> bool:
+    return bool(await hub.redis.exists(f"arq:job:fanout:{APP}:{first_id}"))
+
+
+async def test_a_retry_repeats_the_first_answer_and_queues_nothing(hub: Hub) -> None:
+    alice, fid = uid("alice"), uid("like")
+    first = await post(hub, like(alice, fid))
+    assert await claim_value(hub, fid) == first  # confirmed
+    await hub.redis.delete(f"arq:job:fanout:{APP}:{first}")
+    assert await post(hub, like(alice, fid)) == first
+    assert not await job_queued(hub, first)  # its first try's fan-out was certain
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [first]
+
+
+async def test_concurrent_tries_store_one_activity(hub: Hub) -> None:
+    alice, fid = uid("alice"), uid("like")
+    ids = await asyncio.gather(*(post(hub, like(alice, fid)) for _ in range(5)))
+    assert len(set(ids)) == 1
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [ids[0]]
+
+
+async def test_a_retry_after_redis_lost_the_claim_finds_the_first_try(hub: Hub) -> None:
+    alice, fid = uid("alice"), uid("like")
+    first = await post(hub, like(alice, fid))
+    await hub.redis.delete(hub.activities.keys(APP).foreign_id(fid), hub.activities.keys(APP).activity(first))
+    assert await post(hub, like(alice, fid)) == first
+    # The retry's own rows were taken back: the actor still has one activity.
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [first]
+    assert await hub.activities.find_by_foreign_id(APP, fid) == first
+    assert await claim_value(hub, fid) == first
+
+
+async def test_a_try_that_failed_after_storing_is_fanned_out_by_its_retry(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activities, "CLAIM_WAIT", 0.2)
+    alice, fid = uid("alice"), uid("like")
+    # The first try claimed and wrote its rows, then failed (503) before its marker
+    # landed: nothing guarantees its fan-out.
+    first = like(alice, fid).with_id(hub.ids.new())
+    await hub.activities.foreign_ids.claim(hub.activities.keys(APP), [(fid, first.id)])
+    await hub.activities._write(APP, [first])
+    assert await claim_value(hub, fid) == f"{first.id}?"
+    assert await post(hub, like(alice, fid)) == first.id
+    assert await job_queued(hub, first.id)
+    assert await claim_value(hub, fid) == first.id
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [first.id]
+
+
+async def test_a_claim_whose_try_stored_nothing_is_finished_under_its_id(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activities, "CLAIM_WAIT", 0.2)
+    alice, fid = uid("alice"), uid("like")
+    dead = hub.ids.new()  # claimed, then the process died before any row
+    await hub.activities.foreign_ids.claim(hub.activities.keys(APP), [(fid, dead)])
+    assert await post(hub, like(alice, fid, obj="photo:7")) == dead
+    stored = await hub.activities.get_one(APP, dead)
+    assert stored is not None and stored.object == "photo:7"
+    assert await job_queued(hub, dead)
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [dead]
+    assert await hub.activities.find_by_foreign_id(APP, fid) == dead
+
+
+async def test_a_deleted_activity_is_not_created_again_by_a_retry(hub: Hub) -> None:
+    alice, fid = uid("alice"), uid("like")
+    first = await post(hub, like(alice, fid))
+    await intake.delete(hub, APP, None, fid)
+    assert await post(hub, like(alice, fid)) == first
+    assert await hub.activities.get_one(APP, first) is None
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == []
