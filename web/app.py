@@ -43,6 +43,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[SIGNED] = SignedScripts(app[REDIS])
     app[QUEUE] = await connect_queue(settings.redis)
     yield
+    await app[SIGNED].close()
     await app[QUEUE].aclose()
     await app[REDIS].aclose()
 

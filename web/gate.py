@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from redis.asyncio import Redis
 
+from hub.storage.redis import REDIS_DOWN
 from hub.storage.scriptbatch import ScriptBatch
+
+log = logging.getLogger(__name__)
 
 # One round trip per signed call: a known webhook-id gets its first answer back (or "" while
 # that first try still runs) without costing a token; otherwise the app's token bucket is
 # charged and, when a token was left, the webhook-id is claimed.
-# KEYS: replay key, bucket. ARGV: rate/s, burst, now, replay TTL.
+# KEYS: replay key, bucket. ARGV: rate/s, burst, now, TTL of the claim (while running).
 # Returns {0} (go on), {1, record} (a repeat), or {2, retry-after seconds}.
 _GATE = """
 local prior = redis.call('GET', KEYS[1])
@@ -37,5 +43,26 @@ class SignedScripts:
     requests of one group commit are answered together, so their records go together."""
 
     def __init__(self, redis: Redis) -> None:
+        self.redis = redis
         self.gate = ScriptBatch(redis, redis.register_script(_GATE))
-        self.record = ScriptBatch(redis, redis.register_script(_RECORD))
+        self._record = ScriptBatch(redis, redis.register_script(_RECORD))
+        self._keeping: set[asyncio.Task[None]] = set()
+
+    def keep(self, key: str, record: str, ttl: int) -> None:
+        """Keep an answer for repeats, while it is being sent rather than before: a
+        repeat arriving in between finds the claim and waits for the record. If Redis
+        fails now the claim expires on its own (the gate's short TTL) and a repeat is
+        run again, as after a crash."""
+        task = asyncio.get_running_loop().create_task(self._keep(key, record, ttl))
+        self._keeping.add(task)
+        task.add_done_callback(self._keeping.discard)
+
+    async def _keep(self, key: str, record: str, ttl: int) -> None:
+        try:
+            await self._record([key], [record, ttl])
+        except REDIS_DOWN as e:
+            log.warning("answer to %s not kept for repeats: %s", key, e)
+
+    async def close(self) -> None:
+        """Wait for the answers still being kept (server shutdown)."""
+        await asyncio.gather(*self._keeping, return_exceptions=True)

@@ -23,6 +23,9 @@ from web.errors import error_response
 from web.keys import REDIS, SETTINGS, SIGNED
 
 REPLAY_TTL = 600
+# How long a webhook-id stays claimed by a try that neither answered nor failed cleanly
+# (its process died): then a retry runs it again.
+RUNNING_TTL = 60
 MAX_BODY = 1024 * 1024
 # A retry arriving while the first try is still running waits this long for its answer.
 REPLAY_WAIT = 10.0
@@ -56,7 +59,7 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
         replay_key = keys.webhook(webhook_id)
         try:
             scripts = request.app[SIGNED]
-            gate = await scripts.gate([replay_key, keys.rate()], [app.rate, app.burst, time.time(), REPLAY_TTL])
+            gate = await scripts.gate([replay_key, keys.rate()], [app.rate, app.burst, time.time(), RUNNING_TTL])
             if gate[0] == 1:
                 return await _repeat(redis, replay_key, gate[1])
         except REDIS_DOWN as e:
@@ -76,7 +79,7 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
             await redis.delete(replay_key)  # a retry should really be retried
         else:
             record = json.dumps({"s": resp.status, "b": resp.text if resp.body else None})
-            await scripts.record([replay_key], [record, REPLAY_TTL])
+            scripts.keep(replay_key, record, REPLAY_TTL)
         return resp
 
     return handler
