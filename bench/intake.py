@@ -270,6 +270,50 @@ async def cassandra_rates(settings: Settings, seconds: float) -> tuple[float, fl
         await db.close()
 
 
+@dataclass
+class LatencyRuns:
+    """``HUB_BENCH_LATENCY_RUNS=n``: phase (b) alone, n times on one server, to see its spread."""
+
+    runs: list[Load]
+    health: Load
+
+    def report(self) -> str:
+        lines = [f"intake (b) only: single-activity POSTs, {LATENCY_CLIENTS} connections of wrk, "
+                 f"{len(self.runs)} runs of {LATENCY_SECONDS:.0f} s after a warm-up"]
+        for n, r in enumerate(self.runs, 1):
+            lines.append(f"  run {n}: {r.lat()} ({r.rps:,.0f} requests/s){r.errs()}; cpu: {format_cpu(r.cpu, r.seconds)}")
+        met = sum(r.p(99) < 50 for r in self.runs)
+        lines.append(f"  ceiling: GET /healthz from wrk at {LATENCY_CLIENTS} connections: "
+                     f"{self.health.lat()} ({self.health.rps:,.0f} requests/s)")
+        lines.append(f"  target p99 < 50 ms: met in {met} of {len(self.runs)} runs")
+        return "\n".join(lines)
+
+
+LATENCY_SECONDS = 8.0
+
+
+def latency_runs() -> int:
+    return int(os.environ.get("HUB_BENCH_LATENCY_RUNS") or 0)
+
+
+async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
+    from hub import services
+
+    async with environment(settings) as env:
+        pids: dict[str, list[int]] = {"server": [p.pid for n, p in env.procs if n == "server"],
+                                      "workers": env.worker_pids()}
+        for st in services.status(env.settings):
+            if st.pid:
+                pids[st.name] = [st.pid]
+        info("warming up")
+        await drive(env, "warm-up", 4, 2.0, batch=10)
+        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 3.0, CpuMeter(pids))
+        health = await wrk_load(env, "healthz", LATENCY_CLIENTS, 3.0, None)
+        loads = [await wrk_load(env, f"single activity, run {n + 1}", LATENCY_CLIENTS, LATENCY_SECONDS, CpuMeter(pids))
+                 for n in range(runs)]
+        return LatencyRuns(loads, health)
+
+
 async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
     from hub import services
 

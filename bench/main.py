@@ -24,9 +24,10 @@ def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config:
 
             result = run(run_fanout(s, quick=quick))
         elif scenario == "intake":
-            from bench.intake import run_intake
+            from bench.intake import latency_runs, run_intake, run_latency
 
-            result = run(run_intake(s, quick=quick))
+            n = latency_runs()
+            result = run(run_latency(s, n)) if n > 0 else run(run_intake(s, quick=quick))
         elif scenario == "read":
             from bench.read import run_read
 
