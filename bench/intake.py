@@ -296,15 +296,21 @@ def latency_runs() -> int:
     return int(os.environ.get("HUB_BENCH_LATENCY_RUNS") or 0)
 
 
-async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
+def _pids(env: Environment) -> dict[str, list[int]]:
+    """The processes whose CPU the bench reports: server, workers, Redis, Cassandra."""
     from hub import services
 
+    pids: dict[str, list[int]] = {"server": [p.pid for n, p in env.procs if n == "server"],
+                                  "workers": env.worker_pids()}
+    for st in services.status(env.settings):
+        if st.pid:
+            pids[st.name] = [st.pid]
+    return pids
+
+
+async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
     async with environment(settings) as env:
-        pids: dict[str, list[int]] = {"server": [p.pid for n, p in env.procs if n == "server"],
-                                      "workers": env.worker_pids()}
-        for st in services.status(env.settings):
-            if st.pid:
-                pids[st.name] = [st.pid]
+        pids = _pids(env)
         info("warming up")
         await drive(env, "warm-up", 4, 2.0, batch=10)
         await wrk_load(env, "warm-up", LATENCY_CLIENTS, 3.0, CpuMeter(pids))
@@ -315,15 +321,9 @@ async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
 
 
 async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
-    from hub import services
-
     seconds = 1.0 if quick else 5.0
     async with environment(settings) as env:
-        pids: dict[str, list[int]] = {"server": [p.pid for n, p in env.procs if n == "server"],
-                                      "workers": env.worker_pids()}
-        for st in services.status(env.settings):
-            if st.pid:
-                pids[st.name] = [st.pid]
+        pids = _pids(env)
         info("warming up")
         await drive(env, "warm-up", 4, 0.5 if quick else 2.0, batch=10)
         health_batch = await drive(env, "healthz (4 clients)", BATCH_CLIENTS, seconds, batch=None)

@@ -102,7 +102,7 @@ class ActivityStore:
         claims = await self.foreign_ids.claim(k, [(f, a.id) for f, a in chosen.items()])
         earlier = {f: c for f, c in zip(chosen, claims) if c is not None}
         fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
-        marker, _, first = await asyncio.gather(
+        marker, bodies, first = await asyncio.gather(
             self._mark_pending(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
             self._write(app, fresh),
             self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
@@ -119,11 +119,11 @@ class ActivityStore:
         adopted = [a for a, how in settled.values() if how == "adopted"]
         if forgotten or adopted:
             markers.append(await self._mark_pending(app, minute, [a.id for a, _ in settled.values()]))
-            await self._write(app, adopted)
+            bodies |= await self._write(app, adopted)
         new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
         own = trip is None
         trip = Trip(self.redis) if trip is None else trip
-        self._cache(trip, k, new, [(f, a.id) for f, (a, _) in settled.items()])
+        self._cache(trip, k, [(a, bodies[a.id]) for a in new], [(f, a.id) for f, (a, _) in settled.items()])
         if own:
             await trip.execute()
         results: list[Stored] = []
@@ -165,8 +165,9 @@ class ActivityStore:
         )
         return ordered[0]
 
-    async def _write(self, app: str, activities: Sequence[Activity]) -> None:
+    async def _write(self, app: str, activities: Sequence[Activity]) -> dict[str, str]:
         """Each activity's rows in its own unlogged batch, all batches concurrently.
+        Returns the encoded bodies by id (for the Redis cache).
 
         Not one batch for all: Cassandra applies a batch's partitions one after the
         other, each waiting for its commit-log sync (batch mode, the durable one), so a
@@ -175,11 +176,12 @@ class ActivityStore:
         nothing is answered 202 before all batches succeed, and each row alone is
         harmless (a user-feed row without a body is skipped by rebuilds).
         """
+        bodies = {a.id: json.dumps(a.to_json(), separators=(",", ":")) for a in activities}
         batches: list[list[tuple[str, Sequence[object]]]] = []
         for a in activities:
             rows: list[tuple[str, Sequence[object]]] = [
                 ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)",
-                 (app, a.id, _body(a))),
+                 (app, a.id, bodies[a.id])),
                 ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, a.actor, a.id)),
             ]
             if a.foreign_id is not None:
@@ -187,13 +189,16 @@ class ActivityStore:
             rows += [("INSERT INTO {ks}.feed_targets (app, feed, id) VALUES (%s, %s, %s)", (app, f, a.id)) for f in a.to]
             batches.append(rows)
         await asyncio.gather(*(self.db.batch(b, logged=False) for b in batches))
+        return bodies
 
-    def _cache(self, trip: Trip, k: Keys, new: Sequence[Activity], earlier: Sequence[tuple[str, str]]) -> None:
+    def _cache(
+        self, trip: Trip, k: Keys, new: Sequence[tuple[Activity, str]], earlier: Sequence[tuple[str, str]]
+    ) -> None:
         """Bodies of the new activities into Redis, and every foreign id's claim
         confirmed: each activity answered is durable and named by a durable marker."""
-        for a in new:
-            trip.pipe.set(k.activity(a.id), _body(a), ex=BODY_TTL)
-        self.foreign_ids.confirm(trip.pipe, k, [*((a.foreign_id, a.id) for a in new if a.foreign_id), *earlier])
+        for a, body in new:
+            trip.pipe.set(k.activity(a.id), body, ex=BODY_TTL)
+        self.foreign_ids.confirm(trip.pipe, k, [*((a.foreign_id, a.id) for a, _ in new if a.foreign_id), *earlier])
 
     async def fanout_queued(self, app: str, minute: int, *markers: str) -> None:
         """The batch's fan-out jobs are queued: its pending markers are no longer needed."""
@@ -287,7 +292,3 @@ class ActivityStore:
             "SELECT id FROM {ks}.feed_targets WHERE app = %s AND feed = %s LIMIT %s", (app, feed, limit)
         )
         return [r.id for r in rows]
-
-
-def _body(a: Activity) -> str:
-    return json.dumps(a.to_json(), separators=(",", ":"))
