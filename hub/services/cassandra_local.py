@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java, write_add_opens
@@ -21,6 +22,14 @@ NAME = "cassandra"
 MARKER = "org.apache.cassandra.service.CassandraDaemon"
 START_TIMEOUT = 90.0
 STOP_GRACE = 30.0
+# Cassandra 2.1's shared request pool keeps idle workers "spinning": parked 10 us to 1 ms
+# at a time, so that one is always about to wake. With Linux's default 50 us timer slack
+# that was 64,000 wake-ups a second under the intake bench, and about 40 % of the node's
+# CPU. A 1 ms slack lets each park run to its natural length: work still arrives by an
+# explicit wake-up, so no request waits for it, and the node used 43 % of a core instead
+# of 75 % for more requests (docs/benchmarks.md, Intake). Override with
+# HUB_CASSANDRA_TIMER_SLACK_NS (0 keeps the system default).
+TIMER_SLACK_NS = 1_000_000
 # OPTIONS in protocol v3: version 3, no flags, stream 0, opcode 5, empty body.
 _CQL_OPTIONS = bytes([0x03, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00])
 
@@ -32,6 +41,30 @@ _LOGBACK = """<configuration>
   <logger name="com.thinkaurelius.thrift" level="ERROR"/>
 </configuration>
 """
+
+
+def timer_slack_ns() -> int:
+    return int(os.environ.get("HUB_CASSANDRA_TIMER_SLACK_NS", TIMER_SLACK_NS))
+
+
+def commit_log_keeps_default_slack(pid: int) -> bool:
+    """Give the commit-log threads back this process's own (default) timer slack.
+
+    The writer syncs on a timer every ``commitlog_sync_batch_window_in_ms``, and every
+    acknowledged write waits for a sync: with the 1 ms slack its 2 ms window stretched
+    towards 3 ms, which each write of a batch paid again. Setting another process's
+    slack needs CAP_SYS_NICE; without it (False) the node runs, a little slower.
+    """
+    if not timer_slack_ns():
+        return True
+    try:
+        default = Path("/proc/self/timerslack_ns").read_text().strip()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            if (task / "comm").read_text().startswith("COMMIT-LOG"):
+                Path(f"/proc/{task.name}/timerslack_ns").write_text(default)
+    except OSError:
+        return False
+    return True
 
 
 def instance_dir(state_dir: Path, port: int) -> Path:
@@ -120,6 +153,8 @@ def java_argv(java: str, tree: Path, idir: Path, heap_mb: int) -> list[str]:
         java, f"@{argfile}",
         f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-Xss256k", "-XX:+UseG1GC",
         f"-javaagent:{lib / 'jamm-0.2.6.jar'}",
+        # GC pauses, to read beside a latency tail (three files of at most 5 MB).
+        f"-Xlog:gc:file={idir / 'gc.log'}:uptime:filecount=3,filesize=5m",
         "-Djava.net.preferIPv4Stack=true",
         # No com.sun.management.jmxremote.port: JMX stays off rather than listening on 0.0.0.0.
         f"-Dcassandra.config=file://{idir / 'cassandra.yaml'}",
@@ -164,7 +199,7 @@ def start_cassandra(
     write_config(tree, idir, host, port)
     argv = java_argv(java, tree, idir, heap_mb)
     progress(f"starting Cassandra 2.1 on {address} (log: {log_path})")
-    proc = spawn_detached(argv, log_path, idir, pid_file)
+    proc = spawn_detached(argv, log_path, idir, pid_file, timer_slack_ns=timer_slack_ns())
     try:
         took = wait_until(ready, what=f"Cassandra on {address}", timeout=START_TIMEOUT, proc=proc,
                           log_path=log_path, interval=0.5)
@@ -172,6 +207,8 @@ def start_cassandra(
         discard(proc, pid_file)
         raise
     progress(f"Cassandra answers after {took:.1f} s")
+    if not commit_log_keeps_default_slack(proc.pid):
+        progress("note: the commit-log writer runs with the 1 ms timer slack too (resetting it needs CAP_SYS_NICE)")
     return ManagedService(NAME, proc.pid, address, log_path, pid_file, MARKER, STOP_GRACE, proc)
 
 

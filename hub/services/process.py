@@ -7,14 +7,17 @@ identified by a pid file there. Nothing is kept in memory between commands, so
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import ipaddress
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,9 +124,15 @@ def tail(path: Path, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
 
-def spawn_detached(argv: Sequence[str], log_path: Path, cwd: Path, pid_file: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session (so Ctrl-C on ``hub`` does not reach it), logging to ``log_path``."""
-    with log_path.open("wb") as log:
+def spawn_detached(
+    argv: Sequence[str], log_path: Path, cwd: Path, pid_file: Path, *, timer_slack_ns: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (so Ctrl-C on ``hub`` does not reach it), logging to ``log_path``.
+
+    ``timer_slack_ns``: the Linux timer slack the process and all its threads start with
+    (inherited from the thread that forks it, and kept across exec).
+    """
+    with log_path.open("wb") as log, _timer_slack(timer_slack_ns):
         try:
             proc = subprocess.Popen(
                 list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -133,6 +142,39 @@ def spawn_detached(argv: Sequence[str], log_path: Path, cwd: Path, pid_file: Pat
             raise ServiceError(f"could not run {argv[0]}: {e.strerror}") from None
     pid_file.write_text(f"{proc.pid}\n")
     return proc
+
+
+_PR_SET_TIMERSLACK = 29  # linux/prctl.h
+
+
+@contextlib.contextmanager
+def _timer_slack(ns: int | None) -> Iterator[None]:
+    """Set this thread's timer slack while a child is forked (0 restores the default).
+
+    Per thread, so it is safe beside the other threads of ``hub services start``; where
+    prctl is missing (not Linux) the child keeps the default.
+    """
+    prctl = _prctl() if ns else None
+    if prctl is None:
+        yield
+        return
+    prctl(_PR_SET_TIMERSLACK, ns, 0, 0, 0)
+    try:
+        yield
+    finally:
+        prctl(_PR_SET_TIMERSLACK, 0, 0, 0, 0)
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return prctl
 
 
 def wait_until(
