@@ -134,6 +134,7 @@ def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
         "commitlog_sync_batch_window_in_ms": 2,
         # Tests drop and truncate often; a snapshot each time would only fill the disk.
         "auto_snapshot": False,
+        "memtable_allocation_type": "offheap_objects",
     })
     # 2.1 refuses to start with a periodic setting next to batch sync.
     config.pop("commitlog_sync_period_in_ms", None)
@@ -151,7 +152,7 @@ def java_argv(java: str, tree: Path, idir: Path, heap_mb: int) -> list[str]:
     (idir / "logback.xml").write_text(_LOGBACK)
     return [
         java, f"@{argfile}",
-        f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-Xss256k", "-XX:+UseG1GC",
+        f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-Xss256k", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=10",
         f"-javaagent:{lib / 'jamm-0.2.6.jar'}",
         # GC pauses, to read beside a latency tail (three files of at most 5 MB).
         f"-Xlog:gc:file={idir / 'gc.log'}:uptime:filecount=3,filesize=5m",
