@@ -134,7 +134,6 @@ def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
         "commitlog_sync_batch_window_in_ms": 2,
         # Tests drop and truncate often; a snapshot each time would only fill the disk.
         "auto_snapshot": False,
-        "memtable_allocation_type": "offheap_objects",
     })
     # 2.1 refuses to start with a periodic setting next to batch sync.
     config.pop("commitlog_sync_period_in_ms", None)
