@@ -24,6 +24,8 @@ from bench.common import Environment, Progress, environment, info, percentile, s
 from bench.cpu import CpuMeter, format_cpu
 from bench.wrk import DONE_LUA, ensure_wrk, run_wrk
 from hub.config import Settings
+from hub.queue import PRIORITIES, queue_name
+from hub.storage.redis import connect
 
 BATCH_CLIENTS = 4
 LATENCY_CLIENTS = 20
@@ -320,6 +322,25 @@ async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
         return LatencyRuns(loads, health)
 
 
+async def settle(env: Environment, timeout: float = 120.0) -> None:
+    """Wait until the workers have run every job that is due, so that the next phase is
+    not measured while the last one's fan-out still runs beside it."""
+    redis = connect(env.settings.redis, max_connections=2)
+    queues = [queue_name(env.settings.redis, p) for p in PRIORITIES]
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < timeout:
+            now_ms = int(time.time() * 1000)
+            due = sum([await redis.zcount(q, "-inf", now_ms) for q in queues])
+            if not due:
+                info(f"settled: the fan-out queues are empty after {time.perf_counter() - start:.1f} s")
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"the fan-out queues did not empty in {timeout:.0f} s")
+    finally:
+        await redis.aclose()
+
+
 async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
     seconds = 1.0 if quick else 5.0
     async with environment(settings) as env:
@@ -328,8 +349,12 @@ async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
         await drive(env, "warm-up", 4, 0.5 if quick else 2.0, batch=10)
         health_batch = await drive(env, "healthz (4 clients)", BATCH_CLIENTS, seconds, batch=None)
         batch = await drive(env, "batches of 100", BATCH_CLIENTS, seconds, batch=100, meter=CpuMeter(pids))
+        # (b) in the steady state it names: after (a)'s fan-out, and after a warm-up at 20 clients.
+        await settle(env)
+        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 1.0 if quick else 3.0, None)
         health_single = await wrk_load(env, "healthz", LATENCY_CLIENTS, seconds, None)
-        single = await wrk_load(env, "single activity", LATENCY_CLIENTS, seconds, CpuMeter(pids))
+        single = await wrk_load(env, "single activity", LATENCY_CLIENTS, 1.0 if quick else LATENCY_SECONDS,
+                                CpuMeter(pids))
         single_py = await drive(env, "single activity (aiohttp)", LATENCY_CLIENTS, seconds, batch=1)
         info("measuring Cassandra: LWT vs plain insert")
         lwt, plain = await cassandra_rates(env.settings, 1.0 if quick else 3.0)
