@@ -44,7 +44,10 @@ _LOGBACK = """<configuration>
 
 
 def timer_slack_ns() -> int:
-    return int(os.environ.get("HUB_CASSANDRA_TIMER_SLACK_NS", TIMER_SLACK_NS))
+    raw = os.environ.get("HUB_CASSANDRA_TIMER_SLACK_NS", str(TIMER_SLACK_NS))
+    if not raw.isdigit():
+        raise ServiceError(f"HUB_CASSANDRA_TIMER_SLACK_NS must be nanoseconds (0 or more), not {raw!r}")
+    return int(raw)
 
 
 def commit_log_keeps_default_slack(pid: int) -> bool:
