@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from redis.asyncio import Redis
 
+from hub.background import Background
 from hub.storage.redis import REDIS_DOWN
 from hub.storage.scriptbatch import ScriptBatch
 
@@ -46,16 +46,14 @@ class SignedScripts:
         self.redis = redis
         self.gate = ScriptBatch(redis, redis.register_script(_GATE))
         self._record = ScriptBatch(redis, redis.register_script(_RECORD))
-        self._keeping: set[asyncio.Task[None]] = set()
+        self._keeping = Background()
 
     def keep(self, key: str, record: str, ttl: int) -> None:
         """Keep an answer for repeats, while it is being sent rather than before: a
         repeat arriving in between finds the claim and waits for the record. If Redis
         fails now the claim expires on its own (the gate's short TTL) and a repeat is
         run again, as after a crash."""
-        task = asyncio.get_running_loop().create_task(self._keep(key, record, ttl))
-        self._keeping.add(task)
-        task.add_done_callback(self._keeping.discard)
+        self._keeping.spawn(self._keep(key, record, ttl))
 
     async def _keep(self, key: str, record: str, ttl: int) -> None:
         try:
@@ -65,4 +63,4 @@ class SignedScripts:
 
     async def close(self) -> None:
         """Wait for the answers still being kept (server shutdown)."""
-        await asyncio.gather(*self._keeping, return_exceptions=True)
+        await self._keeping.close()

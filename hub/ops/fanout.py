@@ -27,29 +27,24 @@ def chunks(users: Sequence[str], size: int) -> list[list[str]]:
 
 
 async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> bool:
-    """Queue one job that plans the fan-out of these activities (one group's worth).
+    """Queue one job that plans the fan-out of these activities (one group's worth);
+    False if a job for them is already queued or has just run.
 
     One job per group rather than per activity: the queue's own cost (about a
     millisecond of worker CPU per job) was the largest part of intake's worker load.
     ``own_done`` says the own and addressed feeds are already written (intake does that
     before queueing), so the job only fans out to followers.
     """
+    trip = Trip(hub.redis)
+    queued = queue_fanout(hub, trip, app, activity_ids, own_done=own_done)
+    return bool((await trip.execute())[queued])
+
+
+def queue_fanout(hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> int:
+    """:func:`enqueue_fanout` as part of ``trip``; returns the index of its answer."""
     ids = sorted(activity_ids)
-    job = await hub.queue.enqueue_job(
-        FANOUT, app, ids, own_done, _job_id=_fanout_job_id(app, ids), _queue_name=queue_name(hub.settings.redis, HIGH),
-    )
-    return job is not None
-
-
-def queue_fanout(hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> None:
-    """:func:`enqueue_fanout` as part of ``trip``."""
-    ids = sorted(activity_ids)
-    hub.jobs.queue(trip, FANOUT, app, ids, own_done, job_id=_fanout_job_id(app, ids),
-                   queue=queue_name(hub.settings.redis, HIGH))
-
-
-def _fanout_job_id(app: str, ids: Sequence[str]) -> str:
-    return f"fanout:{app}:{ids[0]}"
+    return hub.jobs.queue(trip, FANOUT, app, ids, own_done, job_id=f"fanout:{app}:{ids[0]}",
+                          queue=queue_name(hub.settings.redis, HIGH))
 
 
 async def write_own_feeds(hub: Hub, app: str, activities: Sequence[Activity]) -> int:

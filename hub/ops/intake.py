@@ -12,10 +12,10 @@ job for all of them, so the work per activity falls as the load rises.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
+from hub.background import Background
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.domain.models import Activity
@@ -58,7 +58,7 @@ class Intake:
         self.groups: GroupCommit[str, Activity, Stored] = GroupCommit(
             self._commit, max_items=max_group, concurrency=GROUP_CONCURRENCY
         )
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = Background()  # pending markers dropped after the answers
 
     async def accept(self, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
         check_targets(self.hub, inputs, batch)
@@ -66,14 +66,12 @@ class Intake:
         return _answer(stored)
 
     async def close(self) -> None:
-        await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._cleanups.close()
 
     async def _commit(self, app: str, activities: list[Activity]) -> list[Stored]:
         result, queued = await commit(self.hub, app, activities)
         if queued:
-            task = asyncio.create_task(drop_markers(self.hub, app, result))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
+            self._cleanups.spawn(drop_markers(self.hub, app, result))
         return result.stored
 
 

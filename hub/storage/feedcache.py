@@ -31,7 +31,6 @@ safely.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from hub.background import Background
 from hub.config import FeedGroup
 from hub.domain.aggregation import group_id, group_key
 from hub.domain.models import Activity, format_time
@@ -118,7 +118,7 @@ class FeedCache:
         self._read = redis.register_script(feedscripts.READ)
         self._read_batch = ScriptBatch(redis, self._read)  # concurrent reads share a round trip
         self._store_page = ScriptBatch(redis, redis.register_script(feedscripts.STORE_PAGE))
-        self._keeping: set[asyncio.Future[Any]] = set()  # pages being stored (referenced until done)
+        self._keeping = Background()  # pages being stored
         self.ranks = RankIndex(redis, prefix)
 
     def keys(self, app: str) -> Keys:
@@ -289,14 +289,13 @@ class FeedCache:
         Sent in the background: the answer need not wait for a second round trip, and a
         store that fails only means that the next read renders the page again.
         """
-        task = asyncio.ensure_future(self._store_page([self.keys(app).agg_page(feed)], [token, text, PAGE_TTL]))
-        self._keeping.add(task)
-        task.add_done_callback(self._kept)
+        self._keeping.spawn(self._keep_page(self.keys(app).agg_page(feed), token, text))
 
-    def _kept(self, task: asyncio.Future[Any]) -> None:
-        self._keeping.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: not worth a log line (see keep_page)
+    async def _keep_page(self, key: str, token: str, text: str) -> None:
+        try:
+            await self._store_page([key], [token, text, PAGE_TTL])
+        except Exception:  # noqa: BLE001 - not worth a log line (see keep_page)
+            pass
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))

@@ -19,13 +19,16 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from hub.background import Background
+from hub.storage.trip import Trip
+
 
 class ScriptBatch:
     def __init__(self, redis: Redis, script: AsyncScript) -> None:
         self.redis = redis
         self.script = script
         self._queue: list[tuple[list[Any], int, asyncio.Future[Any]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
+        self._sending = Background()
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -37,9 +40,7 @@ class ScriptBatch:
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._sending.spawn(self._send(batch))
 
     async def _send(self, batch: list[tuple[list[Any], int, asyncio.Future[Any]]]) -> None:
         try:
@@ -47,18 +48,10 @@ class ScriptBatch:
                 argv, nkeys, _ = batch[0]
                 results: list[Any] = [await self._one(argv, nkeys)]
             else:
-                pipe = self.redis.pipeline(transaction=False)
+                trip = Trip(self.redis)
                 for argv, nkeys, _ in batch:
-                    # Plain EVALSHA: a pipeline given registered scripts checks them with
-                    # SCRIPT EXISTS first, a round trip per batch.
-                    pipe.execute_command("EVALSHA", self.script.sha, nkeys, *argv)
-                results = await pipe.execute(raise_on_error=False)
-                for i, r in enumerate(results):
-                    if isinstance(r, NoScriptError):  # Redis restarted or flushed its scripts
-                        try:
-                            results[i] = await self._one(batch[i][0], batch[i][1])
-                        except Exception as e:  # noqa: BLE001 - that call's answer
-                            results[i] = e
+                    trip.script(self.script, argv[:nkeys], argv[nkeys:])
+                results = await trip.execute(raise_on_error=False)
         except Exception as e:  # noqa: BLE001 - handed to every waiting call
             for _, _, fut in batch:
                 if not fut.done():

@@ -35,16 +35,24 @@ class Trip:
         self.pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         return index
 
-    async def execute(self) -> list[Any]:
-        """Every answer, in order; the first error is raised (after the others ran)."""
+    async def execute(self, *, raise_on_error: bool = True) -> list[Any]:
+        """Every answer, in order. The first error is raised (after the others ran), or
+        with ``raise_on_error=False`` left in its place in the list. A connection error
+        is raised either way: it fails the whole trip."""
         if not len(self.pipe):
             return []
         results: list[Any] = await self.pipe.execute(raise_on_error=False)
         for i, r in enumerate(results):
             if isinstance(r, NoScriptError) and i in self._scripts:
                 script, keys, args = self._scripts[i]
-                results[i] = await script(keys=keys, args=args)
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
+                try:
+                    results[i] = await script(keys=keys, args=args)  # loads it
+                except Exception as e:  # noqa: BLE001 - that call's answer
+                    if raise_on_error:
+                        raise
+                    results[i] = e
+        if raise_on_error:
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
         return results
