@@ -25,11 +25,14 @@ STOP_GRACE = 30.0
 # Cassandra 2.1's shared request pool keeps idle workers "spinning": parked 10 us to 1 ms
 # at a time, so that one is always about to wake. With Linux's default 50 us timer slack
 # that was 64,000 wake-ups a second under the intake bench, and about 40 % of the node's
-# CPU. A 1 ms slack lets each park run to its natural length: work still arrives by an
-# explicit wake-up, so no request waits for it, and the node used 43 % of a core instead
-# of 75 % for more requests (docs/benchmarks.md, Intake). Override with
+# CPU. A 1 ms slack lets each park run to its natural length, and the node used 43 % of a
+# core instead of 75 % for more requests (docs/benchmarks.md, Intake). The price: a task
+# that finds a worker spinning is left to it, so on an idle node a lone read waits for
+# that worker's park (2.3 ms instead of 1.3 ms for a one-row SELECT). Override with
 # HUB_CASSANDRA_TIMER_SLACK_NS (0 keeps the system default).
 TIMER_SLACK_NS = 1_000_000
+# The commit-log sync interval in batch mode; 2.1 reads it as whole milliseconds.
+COMMIT_WINDOW_MS = 1
 # OPTIONS in protocol v3: version 3, no flags, stream 0, opcode 5, empty body.
 _CQL_OPTIONS = bytes([0x03, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00])
 
@@ -54,8 +57,8 @@ def commit_log_keeps_default_slack(pid: int) -> bool:
     """Give the commit-log threads back this process's own (default) timer slack.
 
     The writer syncs on a timer every ``commitlog_sync_batch_window_in_ms``, and every
-    acknowledged write waits for a sync: with the 1 ms slack its 2 ms window stretched
-    towards 3 ms, which each write of a batch paid again. Setting another process's
+    acknowledged write waits for a sync: with the 1 ms slack its 1 ms window would
+    stretch towards 2 ms, which each write of a batch would pay again. Setting another process's
     slack needs CAP_SYS_NICE; without it (False) the node runs, a little slower.
     """
     if not timer_slack_ns():
@@ -133,8 +136,11 @@ def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
         "commitlog_directory": str(idir / "commitlog"),
         "saved_caches_directory": str(idir / "saved_caches"),
         # Acknowledged writes survive kill -9 with batch sync; periodic (10 s) loses them.
+        # 2.1's writer syncs on this timer (a write does not wake it), and each partition
+        # of a batch waits for a sync of its own: 1 ms, the least it takes, cut the
+        # intake's Cassandra round by a sixth (docs/benchmarks.md).
         "commitlog_sync": "batch",
-        "commitlog_sync_batch_window_in_ms": 2,
+        "commitlog_sync_batch_window_in_ms": COMMIT_WINDOW_MS,
         # Tests drop and truncate often; a snapshot each time would only fill the disk.
         "auto_snapshot": False,
     })

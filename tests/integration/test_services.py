@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_cassandra_start_query_stop(state_dir: Path) -> None:
     finally:
         cluster.shutdown()
     assert (len(row.tokens), row.cluster_name) == (16, "hub")
+    # Durable acknowledgements, synced every millisecond (the least 2.1 accepts).
+    config = json.loads((state_dir / f"cassandra-{port}" / "cassandra.yaml").read_text())
+    assert (config["commitlog_sync"], config["commitlog_sync_batch_window_in_ms"]) == ("batch", 1)
     # Its request threads run with the long timer slack, its commit-log writer with ours.
     slack = _thread_slack(service.pid)
     assert slack["SharedPool-Work"] == {TIMER_SLACK_NS}
