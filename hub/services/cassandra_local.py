@@ -58,8 +58,8 @@ def commit_log_keeps_default_slack(pid: int) -> bool:
 
     The writer syncs on a timer every ``commitlog_sync_batch_window_in_ms``, and every
     acknowledged write waits for a sync: with the 1 ms slack its 1 ms window would
-    stretch towards 2 ms, which each write of a batch would pay again. Setting another process's
-    slack needs CAP_SYS_NICE; without it (False) the node runs, a little slower.
+    stretch towards 2 ms, which each write of a batch would pay again. Setting another
+    process's slack needs CAP_SYS_NICE; without it (False) the node runs, a little slower.
     """
     if not timer_slack_ns():
         return True
