@@ -17,7 +17,6 @@ Measured, against one ``hub serve`` process:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random

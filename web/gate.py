@@ -43,7 +43,6 @@ class SignedScripts:
     requests of one group commit are answered together, so their records go together."""
 
     def __init__(self, redis: Redis) -> None:
-        self.redis = redis
         self.gate = ScriptBatch(redis, redis.register_script(_GATE))
         self._record = ScriptBatch(redis, redis.register_script(_RECORD))
         self._keeping = Background()
