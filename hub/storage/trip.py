@@ -25,9 +25,6 @@ class Trip:
         self.pipe = redis.pipeline(transaction=False)  # queue plain commands on it
         self._scripts: dict[int, tuple[AsyncScript, list[Any], list[Any]]] = {}
 
-    def __len__(self) -> int:
-        return len(self.pipe)
-
     def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> int:
         """Queue a script call; returns the index of its answer in :meth:`execute`'s list."""
         index = len(self.pipe)
