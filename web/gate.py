@@ -15,8 +15,11 @@ log = logging.getLogger(__name__)
 # One round trip per signed call: a known webhook-id gets its first answer back (or "" while
 # that first try still runs) without costing a token; otherwise the app's token bucket is
 # charged and, when a token was left, the webhook-id is claimed.
-# KEYS: replay key, bucket. ARGV: rate/s, burst, now, TTL of the claim (while running).
-# Returns {0} (go on), {1, record} (a repeat), or {2, retry-after seconds}.
+# An admitted call's own claims go in the same trip (web/signed.py, Prepared).
+# KEYS: replay key, bucket, then the call's claim keys. ARGV: rate/s, burst, now, TTL of
+# the webhook-id claim (while running), TTL of the call's claims, then their values.
+# Returns {0, found...} (go on; what each claim key held, nil where the call got it),
+# {1, record} (a repeat), or {2, retry-after seconds}.
 _GATE = """
 local prior = redis.call('GET', KEYS[1])
 if prior then return {1, prior} end
@@ -32,7 +35,11 @@ end
 redis.call('HSET', KEYS[2], 't', tokens - 1, 'ts', now)
 redis.call('EXPIRE', KEYS[2], math.ceil(burst / rate) + 60)
 redis.call('SET', KEYS[1], '', 'EX', ARGV[4])
-return {0}
+local out = {0}
+for i = 3, #KEYS do
+  out[i - 1] = redis.call('SET', KEYS[i], ARGV[i + 3], 'NX', 'GET', 'EX', ARGV[5])
+end
+return out
 """
 _RECORD = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1"
 

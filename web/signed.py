@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +32,28 @@ MAX_BODY = 1024 * 1024
 REPLAY_WAIT = 10.0
 
 SignedView = Callable[[web.Request, AppSettings, bytes], Awaitable[tuple[int, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class Prepared(Generic[P]):
+    """A signed call checked before admission, and the Redis keys it claims.
+
+    Its claims (``SET key value NX GET EX ttl`` each) ride on the gate's round trip and are
+    made only when the call is admitted (not a repeat, not over the rate limit): a call
+    that must claim keys before it writes pays no round trip of its own for them.
+    """
+
+    call: P
+    keys: Sequence[str] = ()
+    values: Sequence[str] = ()
+    ttl: int = 0
+
+
+Prepare = Callable[[web.Request, AppSettings, bytes], Prepared[P]]
+# The prepared call, and what each claimed key held before (None: this call has it).
+ClaimingView = Callable[[web.Request, AppSettings, P, list[Any]], Awaitable[tuple[int, Any]]]
 
 
 def app_of(request: web.Request) -> AppSettings:
@@ -49,7 +72,28 @@ async def read_body(request: web.Request) -> bytes:
         raise TooLarge(f"the body is over {MAX_BODY} bytes", field="body") from None
 
 
-def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def signed(view: SignedView) -> Handler:
+    def prepare(request: web.Request, app: AppSettings, body: bytes) -> Prepared[bytes]:
+        return Prepared(body)
+
+    async def run(request: web.Request, app: AppSettings, body: bytes, found: list[Any]) -> tuple[int, Any]:
+        return await view(request, app, body)
+
+    return _signed(prepare, run)
+
+
+def signed_claiming(prepare: Prepare[P]) -> Callable[[ClaimingView[P]], Handler]:
+    """``signed`` for a view whose call is checked first (``prepare``, no I/O) and claims
+    keys in the gate's round trip. A call that fails its check still goes through the
+    gate, without claims, so its error is rate-limited and repeated like any answer."""
+
+    def wrap(view: ClaimingView[P]) -> Handler:
+        return _signed(prepare, view)
+
+    return wrap
+
+
+def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         app = app_of(request)
         body = await read_body(request)
@@ -57,9 +101,18 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
         redis = request.app[REDIS]
         keys = Keys(request.app[SETTINGS].redis.key_prefix, app.id)
         replay_key = keys.webhook(webhook_id)
+        failed: HubError | None = None
+        try:
+            prepared: Prepared[P] | None = prepare(request, app, body)
+        except HubError as e:
+            prepared, failed = None, e
+        claims: Prepared[Any] = prepared if prepared is not None else Prepared(None)
         try:
             scripts = request.app[SIGNED]
-            gate = await scripts.gate([replay_key, keys.rate()], [app.rate, app.burst, time.time(), RUNNING_TTL])
+            gate = await scripts.gate(
+                [replay_key, keys.rate(), *claims.keys],
+                [app.rate, app.burst, time.time(), RUNNING_TTL, claims.ttl, *claims.values],
+            )
             if gate[0] == 1:
                 return await _repeat(redis, replay_key, gate[1])
         except REDIS_DOWN as e:
@@ -67,7 +120,9 @@ def signed(view: SignedView) -> Callable[[web.Request], Awaitable[web.StreamResp
         if gate[0] == 2:
             raise RateLimited(f"app {app.id} is over {app.rate:g} requests/s", retry_after=int(gate[1]))
         try:
-            status, payload = await view(request, app, body)
+            if prepared is None:
+                raise failed  # type: ignore[misc]
+            status, payload = await view(request, app, prepared.call, list(gate[1:]))
             resp = _answer(status, payload)
         except HubError as e:
             resp = error_response(e)

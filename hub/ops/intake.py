@@ -7,13 +7,16 @@ is never lost.
 
 In ``hub serve`` the requests of one app that arrive together are committed as one group
 (:class:`Intake`, hub/ops/groupcommit.py): one foreign-id read, one marker and one fan-out
-job for all of them, so the work per activity falls as the load rises.
+job for all of them, so the work per activity falls as the load rises. Their foreign ids
+were claimed before, in the Redis call that admitted each request (web/gate.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from hub.background import Background
 from hub.core import Hub
@@ -23,6 +26,7 @@ from hub.errors import InvalidActivity, NotFound, Unavailable
 from hub.ops.fanout import enqueue_remove, queue_fanout, queue_own_feeds
 from hub.ops.groupcommit import GroupCommit
 from hub.storage.activities import Stored, StoreResult
+from hub.storage.foreignids import CLAIM_TTL, Claim, parse_claim, pending_claims
 from hub.storage.redis import REDIS_DOWN
 from hub.storage.trip import Trip
 
@@ -46,6 +50,26 @@ def check_targets(hub: Hub, inputs: Sequence[ActivityInput], batch: bool) -> Non
                 raise InvalidActivity(f"no feed group {group!r} (in {feed!r})", field=where)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A request's activities, checked and given their ids, and the claims of their
+    foreign ids (one per foreign id), which the caller makes in a round trip it already
+    has (``web/gate.py``: the same Lua call as replay protection and the rate limit)."""
+
+    app: str
+    activities: list[Activity]
+    claimants: list[str]  # the activity id of each claim, in order
+    claims: list[tuple[str, str]]  # Redis key and pending value: SET NX GET EX CLAIM_TTL
+    claim_ttl: int = CLAIM_TTL
+
+
+@dataclass(frozen=True)
+class _Item:
+    activity: Activity
+    claimed: bool  # its foreign id's claim was made before the group
+    claim: Claim | None  # what that claim found: None when this try won it
+
+
 class Intake:
     """Accepting activities in one server process: concurrent requests share commits.
 
@@ -55,21 +79,35 @@ class Intake:
 
     def __init__(self, hub: Hub, *, max_group: int = MAX_GROUP) -> None:
         self.hub = hub
-        self.groups: GroupCommit[str, Activity, Stored] = GroupCommit(
+        self.groups: GroupCommit[str, _Item, Stored] = GroupCommit(
             self._commit, max_items=max_group, concurrency=GROUP_CONCURRENCY
         )
         self._cleanups = Background()  # pending markers dropped after the answers
 
-    async def accept(self, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
+    def prepare(self, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> Incoming:
+        """Everything before any I/O; raises :class:`InvalidActivity` for a bad target."""
         check_targets(self.hub, inputs, batch)
-        stored = await self.groups.submit(app, [a.with_id(self.hub.ids.new()) for a in inputs])
-        return _answer(stored)
+        activities = [a.with_id(self.hub.ids.new()) for a in inputs]
+        firsts: dict[str, str] = {}
+        for a in activities:
+            if a.foreign_id is not None:
+                firsts.setdefault(a.foreign_id, a.id)
+        claims = pending_claims(self.hub.activities.keys(app), list(firsts.items()))
+        return Incoming(app, activities, list(firsts.values()), claims)
+
+    async def accept(self, incoming: Incoming, found: Sequence[Any]) -> list[dict[str, str | None]]:
+        """Commit prepared activities whose claims found ``found`` (raw Redis replies, in
+        order), together with whatever other requests of the app are waiting."""
+        claims = dict(zip(incoming.claimants, map(parse_claim, found)))
+        items = [_Item(a, a.id in claims, claims.get(a.id)) for a in incoming.activities]
+        return _answer(await self.groups.submit(incoming.app, items))
 
     async def close(self) -> None:
         await self._cleanups.close()
 
-    async def _commit(self, app: str, activities: list[Activity]) -> list[Stored]:
-        result, queued = await commit(self.hub, app, activities)
+    async def _commit(self, app: str, items: list[_Item]) -> list[Stored]:
+        claimed = {i.activity.id: i.claim for i in items if i.claimed}
+        result, queued = await commit(self.hub, app, [i.activity for i in items], claimed)
         if queued:
             self._cleanups.spawn(drop_markers(self.hub, app, result))
         return result.stored
@@ -88,7 +126,9 @@ def _answer(stored: Sequence[Stored]) -> list[dict[str, str | None]]:
     return [{"id": s.activity.id, "foreign_id": s.activity.foreign_id} for s in stored]
 
 
-async def commit(hub: Hub, app: str, activities: Sequence[Activity]) -> tuple[StoreResult, bool]:
+async def commit(
+    hub: Hub, app: str, activities: Sequence[Activity], claimed: Mapping[str, Claim | None] | None = None
+) -> tuple[StoreResult, bool]:
     """Store durably (with a pending marker), write the own and addressed feeds, then
     queue one planning job for the followers of what is new.
 
@@ -96,9 +136,10 @@ async def commit(hub: Hub, app: str, activities: Sequence[Activity]) -> tuple[St
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
     stored once: the first occurrence is ``created``, later ones repeat it. A known
     activity whose first try may not have got its fan-out queued is fanned out again.
+    ``claimed``: the foreign-id claims already made, as for ``ActivityStore.store_many``.
     """
     trip = Trip(hub.redis)  # one round trip after Cassandra's: bodies, own feeds, the job
-    result = await hub.activities.store_many(app, activities, trip=trip)
+    result = await hub.activities.store_many(app, activities, trip=trip, claimed=claimed)
     todo = list({s.activity.id: s.activity for s in result.stored if s.fan_out}.values())
     if todo:
         queue_own_feeds(hub, trip, app, todo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -73,7 +73,13 @@ class ActivityStore:
         return (await self.store_many(app, [activity], minute=minute)).stored[0]
 
     async def store_many(
-        self, app: str, activities: Sequence[Activity], *, minute: int | None = None, trip: Trip | None = None
+        self,
+        app: str,
+        activities: Sequence[Activity],
+        *,
+        minute: int | None = None,
+        trip: Trip | None = None,
+        claimed: Mapping[str, Claim | None] | None = None,
     ) -> StoreResult:
         """Make activities durable, with a pending fan-out marker naming them, before any 202.
 
@@ -90,17 +96,18 @@ class ActivityStore:
 
         The bodies go to Redis, and the claims are confirmed, on ``trip`` if one is given
         (its caller sends it), else at once.
+
+        ``claimed`` holds, by activity id, the claims its caller already made
+        (:func:`~hub.storage.foreignids.pending_claims`): what each found, None where
+        that try won. Several requests of one group may share a foreign id; the one that
+        won its claim stands for it and the others repeat it. Foreign ids nobody claimed
+        yet are claimed here.
         """
         k = self.keys(app)
         minute = minute_bucket() if minute is None else minute
         if not activities:
             return StoreResult([], minute, ())
-        chosen: dict[str, Activity] = {}  # foreign_id -> the activity that stands for it
-        for a in activities:
-            if a.foreign_id is not None:
-                chosen.setdefault(a.foreign_id, a)
-        claims = await self.foreign_ids.claim(k, [(f, a.id) for f, a in chosen.items()])
-        earlier = {f: c for f, c in zip(chosen, claims) if c is not None}
+        chosen, earlier = await self.foreign_ids.stand_ins(k, activities, claimed or {})
         fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
         marker, bodies, first = await asyncio.gather(
             self._mark_pending(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
@@ -127,20 +134,18 @@ class ActivityStore:
         if own:
             await trip.execute()
         results: list[Stored] = []
-        reported: set[str] = set()
         for a in activities:
             fid = a.foreign_id
             if fid is None:
                 results.append(Stored(a, created=True))
                 continue
-            first_report = fid not in reported  # a batch's duplicates repeat its first
-            reported.add(fid)
+            standing = a is chosen[fid]  # the others are duplicates and repeat it
             if fid in settled and settled[fid][1] != "adopted":
                 found, how = settled[fid]
-                results.append(Stored(found, created=False, unconfirmed=first_report and how == "unconfirmed"))
+                results.append(Stored(found, created=False, unconfirmed=standing and how == "unconfirmed"))
             else:
                 stored = settled[fid][0] if fid in settled else chosen[fid]
-                results.append(Stored(stored, created=first_report))
+                results.append(Stored(stored, created=standing))
         return StoreResult(results, minute, tuple(sorted(set(markers))))
 
     async def _settle(

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from hub.domain.models import Activity
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
 
@@ -41,11 +42,19 @@ class Claim:
     confirmed: bool  # its rows and pending marker are durable
 
 
-def _parse(raw: Any) -> Claim | None:
+def parse_claim(raw: Any) -> Claim | None:
+    """What a ``SET NX GET`` of a claim found: None when it was free (this try has it)."""
     if raw is None:
         return None
     value = raw.decode() if isinstance(raw, bytes) else str(raw)
     return Claim(value[:-1], False) if value.endswith(_PENDING) else Claim(value, True)
+
+
+def pending_claims(k: Keys, claims: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The Redis key and pending value of each ``(foreign_id, id)`` claim, for a caller that
+    makes them in a round trip it already has: ``SET key value NX GET EX CLAIM_TTL`` each,
+    read back with :func:`parse_claim`."""
+    return [(k.foreign_id(fid), aid + _PENDING) for fid, aid in claims]
 
 
 class ForeignIds:
@@ -59,9 +68,36 @@ class ForeignIds:
         if not claims:
             return []
         pipe = self.redis.pipeline(transaction=False)
-        for fid, aid in claims:
-            pipe.set(k.foreign_id(fid), aid + _PENDING, nx=True, get=True, ex=CLAIM_TTL)
-        return [_parse(raw) for raw in await pipe.execute()]
+        for key, value in pending_claims(k, claims):
+            pipe.set(key, value, nx=True, get=True, ex=CLAIM_TTL)
+        return [parse_claim(raw) for raw in await pipe.execute()]
+
+    async def stand_ins(
+        self, k: Keys, activities: Sequence[Activity], claimed: Mapping[str, Claim | None]
+    ) -> tuple[dict[str, Activity], dict[str, Claim]]:
+        """The activity that stands for each foreign id (the one that won its claim, else
+        the first given), and the earlier try's claim where none of ours won."""
+        first: dict[str, Activity] = {}
+        won: dict[str, Activity] = {}
+        found: dict[str, Claim] = {}
+        for a in activities:
+            if a.foreign_id is None:
+                continue
+            first.setdefault(a.foreign_id, a)
+            if a.id in claimed:
+                claim = claimed[a.id]
+                if claim is None:
+                    won.setdefault(a.foreign_id, a)
+                else:
+                    found.setdefault(a.foreign_id, claim)
+        todo = [f for f in first if f not in won and f not in found]
+        for f, claim in zip(todo, await self.claim(k, [(f, first[f].id) for f in todo])):
+            if claim is None:
+                won[f] = first[f]
+            else:
+                found[f] = claim
+        chosen = {f: won.get(f, a) for f, a in first.items()}
+        return chosen, {f: c for f, c in found.items() if f not in won}
 
     def confirm(self, pipe: Any, k: Keys, stored: Sequence[tuple[str, str]]) -> None:
         """Queue on ``pipe``: these ``(foreign_id, id)`` are durable with their marker."""
@@ -74,7 +110,7 @@ class ForeignIds:
         deadline = time.monotonic() + timeout
         while not claim.confirmed and time.monotonic() < deadline:
             await asyncio.sleep(_POLL)
-            now = _parse(await self.redis.get(k.foreign_id(fid)))
+            now = parse_claim(await self.redis.get(k.foreign_id(fid)))
             if now is not None and now.id == claim.id:
                 claim = now
         return claim

@@ -387,6 +387,42 @@ async def test_own_and_addressed_feeds_are_written_before_the_202(
 # --- delete ----------------------------------------------------------------------------
 
 
+async def test_concurrent_posts_of_one_foreign_id_store_one_activity(t1: AppCaller, hub: Hub) -> None:
+    """Each request claims its foreign id in the gate's Lua call; requests of one group
+    that share a foreign id all answer the claim winner's activity."""
+    actor, fid = uid("alice"), f"like:{secrets.token_hex(4)}"
+    act = activity(actor, foreign_id=fid)
+    responses = await asyncio.gather(*(t1.call("POST", "/activities", act) for _ in range(8)))
+    assert [r.status for r in responses] == [202] * 8
+    ids = {(await r.json())["activities"][0]["id"] for r in responses}
+    assert len(ids) == 1
+    (the_id,) = ids
+    assert await hub.activities.user_activity_ids("t1", actor, 10) == [the_id]
+    assert await hub.activities.find_by_foreign_id("t1", fid) == the_id
+    assert await hub.redis.get(hub.activities.keys("t1").foreign_id(fid)) == the_id  # confirmed
+
+
+async def test_bad_activities_use_tokens_and_limited_posts_claim_nothing(
+    client: Any, settings: Settings, hub: Hub
+) -> None:
+    """Activities are checked before the gate (so that their claims can ride on it), but a
+    bad one still goes through it: it is rate-limited like any call. A call over the
+    limit claims no foreign id."""
+    slow = AppCaller(client, settings.apps["slow"])
+    statuses = []
+    for _ in range(8):
+        r = await slow.call("POST", "/activities", {"actor": uid(), "verb": "like"})  # no object
+        statuses.append(r.status)
+        if r.status == 429:
+            break
+        await expect_error(r, 400, "invalid_activity", "object")
+    assert statuses[-1] == 429, statuses
+    fid = f"like:{secrets.token_hex(4)}"
+    r = await slow.call("POST", "/activities", activity(foreign_id=fid))
+    await expect_error(r, 429, "rate_limited")
+    assert await hub.redis.get(hub.activities.keys("slow").foreign_id(fid)) is None
+
+
 async def test_delete_by_id_and_by_foreign_id(t1: AppCaller, hub: Hub, worker: None) -> None:
     alice, bob, carol, dan = uid("alice"), uid("bob"), uid("carol"), uid("dan")
     for f in (bob, carol):

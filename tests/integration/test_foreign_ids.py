@@ -102,3 +102,50 @@ async def test_a_deleted_activity_is_not_created_again_by_a_retry(hub: Hub) -> N
     assert await post(hub, like(alice, fid)) == first
     assert await hub.activities.get_one(APP, first) is None
     assert await hub.activities.user_activity_ids(APP, alice, 10) == []
+
+
+async def gate_claims(hub: Hub, incoming: intake.Incoming) -> list[object]:
+    """The claims as web/gate.py makes them: SET NX GET each, in the gate's own trip."""
+    return [await hub.redis.set(k, v, nx=True, get=True, ex=incoming.claim_ttl) for k, v in incoming.claims]
+
+
+async def test_requests_of_one_group_sharing_a_foreign_id_answer_the_claim_winner(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiting for a claim that only this group would confirm would take this long.
+    monkeypatch.setattr(activities, "CLAIM_WAIT", 30.0)
+    alice, fid = uid("alice"), uid("like")
+    accepting = intake.Intake(hub)
+    try:
+        first = accepting.prepare(APP, [like(alice, fid)], batch=False)
+        second = accepting.prepare(APP, [like(alice, fid)], batch=False)
+        # The second request won the claim; the first saw it pending, but is ahead of it
+        # in the group (both are submitted before the group starts).
+        won, lost = await gate_claims(hub, second), await gate_claims(hub, first)
+        assert won == [None] and lost == [second.activities[0].id + "?"]
+        answers = await asyncio.wait_for(
+            asyncio.gather(accepting.accept(first, lost), accepting.accept(second, won)), timeout=10
+        )
+        assert accepting.groups.groups == 1
+    finally:
+        await accepting.close()
+    winner = second.activities[0].id
+    assert [a[0]["id"] for a in answers] == [winner, winner]
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [winner]
+    assert await job_queued(hub, winner)
+    assert await claim_value(hub, fid) == winner
+
+
+async def test_a_request_whose_claim_found_an_earlier_try_repeats_it(hub: Hub) -> None:
+    alice, fid = uid("alice"), uid("like")
+    first = await post(hub, like(alice, fid))
+    accepting = intake.Intake(hub)
+    try:
+        retry = accepting.prepare(APP, [like(alice, fid)], batch=False)
+        found = await gate_claims(hub, retry)
+        assert found == [first]
+        (answer,) = await accepting.accept(retry, found)
+    finally:
+        await accepting.close()
+    assert answer["id"] == first
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [first]

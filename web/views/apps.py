@@ -14,8 +14,9 @@ from hub.domain.tokens import issue_token
 from hub.errors import InvalidRequest
 from hub.ops import follow as follow_ops
 from hub.ops import intake
+from hub.ops.intake import Incoming
 from web.keys import HUB, INTAKE, METRICS
-from web.signed import signed
+from web.signed import Prepared, signed, signed_claiming
 
 MAX_COPY = 1000
 
@@ -41,12 +42,18 @@ def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
     return v
 
 
-@signed
-async def post_activities(request: web.Request, app: AppSettings, body: bytes) -> tuple[int, Any]:
+def _incoming(request: web.Request, app: AppSettings, body: bytes) -> Prepared[Incoming]:
     data = decode_json(body)
     inputs = parse_activities_body(data, now=datetime.now(timezone.utc))
     batch = isinstance(data, dict) and "activities" in data
-    results = await request.app[INTAKE].accept(app.id, inputs, batch=batch)
+    incoming = request.app[INTAKE].prepare(app.id, inputs, batch=batch)
+    keys, values = zip(*incoming.claims) if incoming.claims else ((), ())
+    return Prepared(incoming, keys, values, incoming.claim_ttl)
+
+
+@signed_claiming(_incoming)
+async def post_activities(request: web.Request, app: AppSettings, incoming: Incoming, found: list[Any]) -> tuple[int, Any]:
+    results = await request.app[INTAKE].accept(incoming, found)
     request.app[METRICS].activities.labels(app.id).inc(len(results))
     return 202, {"activities": results}
 
