@@ -2,7 +2,9 @@
 
 ``signed(view)`` wraps a view that takes ``(request, app, body)`` and returns
 ``(status, json_or_None)``. The first answer to a ``webhook-id`` is kept for 10 minutes
-and repeated to a retry without running the view again.
+and repeated to a retry without running the view again. ``signed_claiming(prepare)``
+does the same for a view whose call is checked before admission and claims Redis keys
+in the admission's own round trip (posting activities: their foreign ids).
 """
 
 from __future__ import annotations
@@ -101,12 +103,11 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         redis = request.app[REDIS]
         keys = Keys(request.app[SETTINGS].redis.key_prefix, app.id)
         replay_key = keys.webhook(webhook_id)
-        failed: HubError | None = None
         try:
-            prepared: Prepared[P] | None = prepare(request, app, body)
+            prepared: Prepared[P] | HubError = prepare(request, app, body)
         except HubError as e:
-            prepared, failed = None, e
-        claims: Prepared[Any] = prepared if prepared is not None else Prepared(None)
+            prepared = e  # answered once admitted, like any other answer
+        claims: Prepared[Any] = prepared if isinstance(prepared, Prepared) else Prepared(None)
         try:
             scripts = request.app[SIGNED]
             gate = await scripts.gate(
@@ -120,8 +121,8 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         if gate[0] == 2:
             raise RateLimited(f"app {app.id} is over {app.rate:g} requests/s", retry_after=int(gate[1]))
         try:
-            if prepared is None:
-                raise failed  # type: ignore[misc]
+            if isinstance(prepared, HubError):
+                raise prepared
             status, payload = await view(request, app, prepared.call, list(gate[1:]))
             resp = _answer(status, payload)
         except HubError as e:

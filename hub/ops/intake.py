@@ -134,7 +134,8 @@ async def commit(
 
     Returns the stored activities and whether their fan-out is queued, so that the
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
-    stored once: the first occurrence is ``created``, later ones repeat it. A known
+    stored once: the occurrence that won its claim (else the first) is ``created``, the
+    others repeat it. A known
     activity whose first try may not have got its fan-out queued is fanned out again.
     ``claimed``: the foreign-id claims already made, as for ``ActivityStore.store_many``.
     """
