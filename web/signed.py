@@ -48,8 +48,7 @@ class Prepared(Generic[P]):
     """
 
     call: P
-    keys: Sequence[str] = ()
-    values: Sequence[str] = ()
+    claims: Sequence[tuple[str, str]] = ()  # key, value
     ttl: int = 0
 
 
@@ -111,8 +110,8 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         try:
             scripts = request.app[SIGNED]
             gate = await scripts.gate(
-                [replay_key, keys.rate(), *claims.keys],
-                [app.rate, app.burst, time.time(), RUNNING_TTL, claims.ttl, *claims.values],
+                [replay_key, keys.rate(), *(key for key, _ in claims.claims)],
+                [app.rate, app.burst, time.time(), RUNNING_TTL, claims.ttl, *(value for _, value in claims.claims)],
             )
             if gate[0] == 1:
                 return await _repeat(redis, replay_key, gate[1])

@@ -47,8 +47,7 @@ def _incoming(request: web.Request, app: AppSettings, body: bytes) -> Prepared[I
     inputs = parse_activities_body(data, now=datetime.now(timezone.utc))
     batch = isinstance(data, dict) and "activities" in data
     incoming = request.app[INTAKE].prepare(app.id, inputs, batch=batch)
-    keys, values = zip(*incoming.claims) if incoming.claims else ((), ())
-    return Prepared(incoming, keys, values, incoming.claim_ttl)
+    return Prepared(incoming, incoming.claims, incoming.claim_ttl)
 
 
 @signed_claiming(_incoming)
