@@ -18,7 +18,16 @@ from arq.worker import Function, Worker, func
 
 from hub.config import Settings
 from hub.queue import (
-    FANOUT, FANOUT_CHUNK, HIGH, PRIORITIES, REMOVE, SWEEP, arq_redis_settings, deserialize, queue_name, serialize,
+    FANOUT,
+    FANOUT_CHUNK,
+    HIGH,
+    PRIORITIES,
+    REMOVE,
+    SWEEP,
+    arq_redis_settings,
+    deserialize,
+    queue_name,
+    serialize,
 )
 from workers.context import close_hub, open_hub
 from workers.jobs import fanout, maintenance

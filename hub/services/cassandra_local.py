@@ -13,9 +13,21 @@ from pathlib import Path
 
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java, write_add_opens
 from hub.services.process import (
-    find_instance, service_status,
-    ManagedService, Progress, ServiceError, ServiceStatus, bind_address, discard, exchange,
-    is_local_host, port_free, running_pid, spawn_detached, tcp_open, wait_until,
+    ManagedService,
+    Progress,
+    ServiceError,
+    ServiceStatus,
+    bind_address,
+    discard,
+    exchange,
+    find_instance,
+    is_local_host,
+    port_free,
+    running_pid,
+    service_status,
+    spawn_detached,
+    tcp_open,
+    wait_until,
 )
 
 NAME = "cassandra"

@@ -6,9 +6,21 @@ import shutil
 from pathlib import Path
 
 from hub.services.process import (
-    find_instance, service_status,
-    ManagedService, Progress, ServiceError, ServiceStatus, apt_install, bind_address, discard,
-    exchange, is_local_host, running_pid, spawn_detached, tcp_open, wait_until,
+    ManagedService,
+    Progress,
+    ServiceError,
+    ServiceStatus,
+    apt_install,
+    bind_address,
+    discard,
+    exchange,
+    find_instance,
+    is_local_host,
+    running_pid,
+    service_status,
+    spawn_detached,
+    tcp_open,
+    wait_until,
 )
 
 NAME = "redis"

@@ -79,12 +79,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY ((app, feed), kind, gid))""",
     )),
     Migration(4, "foreign ids recorded by every try", (
-        # Replaces activity_by_foreign_id (no longer written or read). Each try of a
+        # Replaces activity_by_foreign_id (dropped by migration 5). Each try of a
         # foreign_id adds its own row and the smallest id wins, so a try can write its
         # rows and check for an earlier one in the same round (hub/storage/foreignids.py).
         """CREATE TABLE IF NOT EXISTS {ks}.foreign_ids (
             app text, foreign_id text, id text,
             PRIMARY KEY ((app, foreign_id), id))""",
+    )),
+    Migration(5, "drop activity_by_foreign_id", (
+        # Unused since migration 4; foreign_ids holds every try.
+        "DROP TABLE IF EXISTS {ks}.activity_by_foreign_id",
     )),
 )
 

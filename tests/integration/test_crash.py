@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+
 from hub.config import Settings
 from hub.core import Hub
 from hub.domain.activity import ActivityInput

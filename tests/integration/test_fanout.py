@@ -24,10 +24,6 @@ from workers.context import close_hub, open_hub
 from workers.jobs.fanout import sweep_pending
 
 
-
-
-
-
 async def test_post_fans_out_to_followers_and_targets(t1: AppCaller, hub: Hub, worker: None) -> None:
     alice, bob, carol = uid("alice"), uid("bob"), uid("carol")
     for f in (bob, carol):

@@ -13,8 +13,17 @@ from cassandra.cluster import Cluster
 
 from hub.config import CassandraSettings, RedisSettings, ServicesSettings, Settings
 from hub.services import (
-    ServiceError, cql_answers, redis_answers, redis_status, release_version, start, start_cassandra,
-    start_redis, status, stop, stop_instance,
+    ServiceError,
+    cql_answers,
+    redis_answers,
+    redis_status,
+    release_version,
+    start,
+    start_cassandra,
+    start_redis,
+    status,
+    stop,
+    stop_instance,
 )
 from hub.services.cassandra_local import TIMER_SLACK_NS, storage_ports
 from hub.services.process import spawn_detached

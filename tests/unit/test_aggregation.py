@@ -7,8 +7,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hub.domain.aggregation import (
-    MAX_ACTIVITIES, Group, aggregate, group_from_state, group_id, group_key, group_to_state,
-    merge, remove, to_entry,
+    MAX_ACTIVITIES,
+    Group,
+    aggregate,
+    group_from_state,
+    group_id,
+    group_key,
+    group_to_state,
+    merge,
+    remove,
+    to_entry,
 )
 from hub.domain.models import Activity
 
