@@ -155,7 +155,7 @@ async def commit(
 
 async def drop_markers(hub: Hub, app: str, result: StoreResult) -> None:
     try:
-        await hub.activities.fanout_queued(app, result.minute, *result.markers)
+        await hub.activities.markers.queued(app, result.minute, *result.markers)
     except Unavailable:  # stored and queued: the sweep re-queues it, harmlessly
         log.warning("%s: pending markers %s not cleared", app, ", ".join(result.markers))
 

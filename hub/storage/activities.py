@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -19,6 +18,7 @@ from hub.domain.models import Activity
 from hub.storage.cassandra import Cassandra
 from hub.storage.foreignids import INSERT as FOREIGN_ID_INSERT
 from hub.storage.foreignids import Claim, ForeignIds
+from hub.storage.pending import PendingMarkers, minute_bucket
 from hub.storage.redis import Keys
 from hub.storage.trip import Trip
 
@@ -26,17 +26,6 @@ from hub.storage.trip import Trip
 BODY_TTL = 14 * 86400
 # How long a duplicate waits for the first try of its foreign_id to finish.
 CLAIM_WAIT = 3.0
-
-
-def minute_bucket(now: float | None = None) -> int:
-    return int((time.time() if now is None else now) // 60)
-
-
-@dataclass(frozen=True)
-class PendingBatch:
-    minute: int
-    id: str  # the marker: the batch's smallest activity id
-    ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,6 +54,7 @@ class ActivityStore:
         self.redis = redis
         self.prefix = prefix
         self.foreign_ids = ForeignIds(db, redis)
+        self.markers = PendingMarkers(db)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -110,7 +100,7 @@ class ActivityStore:
         chosen, earlier = await self.foreign_ids.stand_ins(k, activities, claimed or {})
         fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
         marker, bodies, first = await asyncio.gather(
-            self._mark_pending(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
+            self.markers.mark(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
             self._write(app, fresh),
             self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
         )
@@ -125,7 +115,7 @@ class ActivityStore:
         )))
         adopted = [a for a, how in settled.values() if how == "adopted"]
         if forgotten or adopted:
-            markers.append(await self._mark_pending(app, minute, [a.id for a, _ in settled.values()]))
+            markers.append(await self.markers.mark(app, minute, [a.id for a, _ in settled.values()]))
             bodies |= await self._write(app, adopted)
         new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
         own = trip is None
@@ -161,15 +151,6 @@ class ActivityStore:
             return replace(ours, id=claim.id), "adopted"
         return found, "existing" if claim.confirmed else "unconfirmed"
 
-    async def _mark_pending(self, app: str, minute: int, ids: Sequence[str]) -> str:
-        """One marker row naming these ids; its id (the smallest) is returned."""
-        ordered = sorted(set(ids))
-        await self.db.execute(
-            "INSERT INTO {ks}.pending_fanout (app, minute, id, ids) VALUES (%s, %s, %s, %s)",
-            (app, minute, ordered[0], json.dumps(ordered)),
-        )
-        return ordered[0]
-
     async def _write(self, app: str, activities: Sequence[Activity]) -> dict[str, str]:
         """Each activity's rows in its own unlogged batch, all batches concurrently.
         Returns the encoded bodies by id (for the Redis cache).
@@ -204,23 +185,6 @@ class ActivityStore:
         for a, body in new:
             trip.pipe.set(k.activity(a.id), body, ex=BODY_TTL)
         self.foreign_ids.confirm(trip.pipe, k, [*((a.foreign_id, a.id) for a, _ in new if a.foreign_id), *earlier])
-
-    async def fanout_queued(self, app: str, minute: int, *markers: str) -> None:
-        """The batch's fan-out jobs are queued: its pending markers are no longer needed."""
-        await asyncio.gather(*(
-            self.db.execute("DELETE FROM {ks}.pending_fanout WHERE app = %s AND minute = %s AND id = %s",
-                            (app, minute, m))
-            for m in markers
-        ))
-
-    async def pending(self, app: str, minutes: Iterable[int]) -> list[PendingBatch]:
-        async def one(m: int) -> list[PendingBatch]:
-            rows = await self.db.execute(
-                "SELECT id, ids FROM {ks}.pending_fanout WHERE app = %s AND minute = %s", (app, m)
-            )
-            return [PendingBatch(m, r.id, tuple(json.loads(r.ids)) if r.ids else (r.id,)) for r in rows]
-
-        return [p for part in await asyncio.gather(*(one(m) for m in minutes)) for p in part]
 
     async def get_one(self, app: str, activity_id: str, *, include_deleted: bool = False) -> Activity | None:
         return (await self.get_many(app, [activity_id], include_deleted=include_deleted)).get(activity_id)

@@ -17,7 +17,7 @@ from hub.domain.models import Activity
 from hub.ops import fanout, rebuild
 from hub.ops import follow as follow_ops
 from hub.queue import FANOUT_CHUNK, HIGH, LOW, queue_name
-from hub.storage.activities import minute_bucket
+from hub.storage.pending import PendingBatch, minute_bucket
 from tests.conftest import AppCaller, uid
 from tests.helpers import feed_ids, wait_for
 from workers.context import close_hub, open_hub
@@ -246,7 +246,7 @@ async def test_sweep_fans_out_an_activity_never_queued(hub: Hub, settings: Setti
     # Stored, then the process "died" before queueing the fan-out.
     a = await store(hub, author, "post")
     minutes = range(minute_bucket() - 2, minute_bucket() + 1)
-    assert a.id in [i for b in await hub.activities.pending(APP, minutes) for i in b.ids]
+    assert a.id in [i for b in await hub.activities.markers.read(APP, minutes) for i in b.ids]
     assert await sweep_pending({"hub": hub}, min_age=0) >= 1
     async with running_worker(settings):
         async def arrived() -> bool:
@@ -259,7 +259,23 @@ async def test_sweep_fans_out_an_activity_never_queued(hub: Hub, settings: Setti
 
 
 async def _not_pending(hub: Hub, activity_id: str, minutes: range) -> bool:
-    return activity_id not in [i for b in await hub.activities.pending(APP, minutes) for i in b.ids]
+    return activity_id not in [i for b in await hub.activities.markers.read(APP, minutes) for i in b.ids]
+
+
+async def test_a_queued_marker_leaves_no_row_and_the_sweep_clears_an_inserted_one(hub: Hub) -> None:
+    app, minute, markers = uid("app"), minute_bucket(), hub.activities.markers
+    assert await markers.mark(app, minute, ["b2", "b1"]) == "b1"
+    assert await markers.read(app, [minute]) == [PendingBatch(minute, "b1", ("b1", "b2"))]
+    await markers.queued(app, minute, "b1")
+    assert await markers.read(app, [minute]) == []  # the cell's delete took its row
+    # Written by an older hub, with INSERT: a cell delete leaves its row marker behind,
+    # so the sweep deletes whole rows.
+    await hub.db.execute("INSERT INTO {ks}.pending_fanout (app, minute, id, ids) VALUES (%s, %s, %s, %s)",
+                         (app, minute, "c1", '["c1"]'))
+    await markers.queued(app, minute, "c1")
+    assert await markers.read(app, [minute]) == [PendingBatch(minute, "c1", ("c1",))]
+    await markers.swept(app, minute, "c1")
+    assert await markers.read(app, [minute]) == []
 
 
 async def test_active_followers_get_high_priority_chunks(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from arq import Retry
 
 from hub.errors import Unavailable
 from hub.ops import fanout
-from hub.storage.activities import minute_bucket
+from hub.storage.pending import minute_bucket
 from hub.storage.redis import REDIS_DOWN
 from workers.context import hub_of
 
@@ -68,7 +68,7 @@ async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
     minutes = range(newest - SWEEP_MINUTES, newest + 1)
     queued = 0
     for app in hub.settings.apps:
-        for batch in await hub.activities.pending(app, minutes):
+        for batch in await hub.activities.markers.read(app, minutes):
             queued += await fanout.enqueue_fanout(hub, app, batch.ids)
-            await hub.activities.fanout_queued(app, batch.minute, batch.id)
+            await hub.activities.markers.swept(app, batch.minute, batch.id)
     return queued
