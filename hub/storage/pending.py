@@ -3,15 +3,15 @@
 Intake writes one marker per group in the same Cassandra round as the group's rows, and
 deletes it once the group's job is queued; the worker's sweep queues whatever a marker
 still names after a while (workers/jobs/fanout.py). Markers live in one partition per app
-and minute, so the sweep reads a few partitions.
+and minute, so the sweep reads one partition per minute it looks back.
 
 A marker is a single cell: it is written with UPDATE, which in Cassandra 2.1 adds no row
 marker, so deleting the ``ids`` cell removes the row. A row delete would be a range
 tombstone, and 2.1 makes each new one in a partition dearer than the last: 12,000
 insert-and-delete pairs in one partition cost the node 0.51 to 0.59 ms of CPU a pair as
 row deletes and 0.39 to 0.41 ms as cell deletes, and reading the partition back took 63
-against 12 ms (docs/benchmarks.md, Intake). Intake deletes hundreds of markers a minute
-in one partition; the sweep deletes few.
+against 12 ms (docs/benchmarks.md, Intake). Under load intake deletes thousands of
+markers a minute in one partition; the sweep deletes few.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class PendingMarkers:
 
     async def swept(self, app: str, minute: int, marker: str) -> None:
         """The sweep queued this marker's fan-out. A whole-row delete: it also removes a
-        marker written by INSERT (by hubs before markers were single cells), whose row marker would
-        outlive a cell delete and be swept again every time."""
+        marker that an older hub wrote with INSERT, whose row marker would outlive a cell
+        delete, so the sweep would queue it again every time."""
         await self.db.execute("DELETE FROM {ks}.pending_fanout WHERE app = %s AND minute = %s AND id = %s",
                               (app, minute, marker))
 
