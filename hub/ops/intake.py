@@ -135,8 +135,8 @@ async def commit(
     Returns the stored activities and whether their fan-out is queued, so that the
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
     stored once: the occurrence that won its claim (else the first) is ``created``, the
-    others repeat it. A known
-    activity whose first try may not have got its fan-out queued is fanned out again.
+    others repeat it. A known activity whose first try may not have got its fan-out
+    queued is fanned out again.
     ``claimed``: the foreign-id claims already made, as for ``ActivityStore.store_many``.
     """
     trip = Trip(hub.redis)  # one round trip after Cassandra's: bodies, own feeds, the job
