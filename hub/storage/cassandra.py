@@ -74,6 +74,7 @@ class Cassandra:
         self.keyspace = keyspace
         self.timeout = timeout
         self._prepared: dict[str, PreparedStatement] = {}
+        self._preparing: dict[str, asyncio.Future[PreparedStatement]] = {}
 
     @classmethod
     async def connect(cls, settings: CassandraSettings, keyspace: str | None = None) -> Cassandra:
@@ -90,20 +91,39 @@ class Cassandra:
     async def close(self) -> None:
         await asyncio.to_thread(self.cluster.shutdown)
 
-    def prepare(self, cql: str) -> PreparedStatement:
-        # Statements are written with {ks} and %s placeholders (as for simple statements),
-        # so one code path serves any keyspace (tests use one per run). Preparing blocks
-        # briefly, once per statement per process.
+    async def prepare(self, cql: str) -> PreparedStatement:
+        """The statement, prepared once per process.
+
+        Statements are written with {ks} and %s placeholders (as for simple statements), so
+        one code path serves any keyspace (tests use one per run). The driver's prepare
+        blocks until the node answers, and a server starts with none prepared: in a
+        thread, the event loop goes on answering meanwhile (it was seen blocked for 17 ms
+        by one). Concurrent first uses share one prepare.
+        """
         stmt = self._prepared.get(cql)
-        if stmt is None:
-            stmt = self.session.prepare(cql.replace("{ks}", self.keyspace).replace("%s", "?"))
-            self._prepared[cql] = stmt
+        if stmt is not None:
+            return stmt
+        pending = self._preparing.get(cql)
+        if pending is None:
+            text = cql.replace("{ks}", self.keyspace).replace("%s", "?")
+            pending = asyncio.ensure_future(asyncio.to_thread(self.session.prepare, text))
+            self._preparing[cql] = pending
+            pending.add_done_callback(functools.partial(self._prepared_or_failed, cql))
+        stmt = await asyncio.shield(pending)
+        self._prepared[cql] = stmt
         return stmt
+
+    def _prepared_or_failed(self, cql: str, done: asyncio.Future[PreparedStatement]) -> None:
+        # A failure is raised to every waiter; it is read here too, so that one whose
+        # waiters were all cancelled is not reported as never retrieved. The next use retries.
+        self._preparing.pop(cql, None)
+        if not done.cancelled():
+            done.exception()
 
     async def execute(self, cql: str, params: Sequence[Any] | None = None, *, fetch_size: int | None = None) -> list[Any]:
         """Run one statement (prepared when it has parameters) and return all its rows."""
         try:
-            stmt: Any = self.prepare(cql) if params is not None else cql.replace("{ks}", self.keyspace)
+            stmt: Any = await self.prepare(cql) if params is not None else cql.replace("{ks}", self.keyspace)
             if fetch_size is not None and params is not None:
                 stmt = stmt.bind(params)
                 stmt.fetch_size = fetch_size
@@ -134,7 +154,7 @@ class Cassandra:
         batch = BatchStatement(batch_type=BatchType.LOGGED if logged else BatchType.UNLOGGED)
         try:
             for cql, params in statements:
-                batch.add(self.prepare(cql), params)
+                batch.add(await self.prepare(cql), params)
             await _result(self.session.execute_async(batch, timeout=self.timeout))
         except _DRIVER_ERRORS as e:
             raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e

@@ -184,7 +184,7 @@ class FeedCache:
                 pipe.zadd(k.feed(feed), {a.id: 0 for a in activities[start : start + 1000]})
             pipe.zremrangebyrank(k.feed(feed), 1, -(group.max_length + 1))
             if group.is_ranked:
-                await self.ranks.fill(app, group, feed, activities, pipe)
+                self.ranks.queue_fill(pipe, k, group, feed, activities)
         else:
             keys = [k.agg(feed), k.agg_state(feed), k.agg_page(feed)]
             for a in activities:
@@ -294,7 +294,7 @@ class FeedCache:
     async def _keep_page(self, key: str, token: str, text: str) -> None:
         try:
             await self._store_page([key], [token, text, PAGE_TTL])
-        except Exception:  # noqa: BLE001 - not worth a log line (see keep_page)
+        except Exception:  # not worth a log line (see keep_page)
             pass
 
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:

@@ -90,12 +90,16 @@ class RankIndex:
         keys = [x for f in feeds for x in (k.feed(f), k.rank(f))]
         trip.script(self._add, keys, [activity.id, repr(score_of(group, activity)), group.max_length])
 
-    async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity],
-                   pipe: Pipeline | None = None) -> None:
-        """Index a feed being filled (scores are fixed, so adding twice is harmless)."""
+    def queue_fill(self, pipe: Pipeline, k: Keys, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
+        """Index a feed being filled, on the caller's pipeline (scores are fixed, so adding
+        twice is harmless)."""
         if activities:
-            client = pipe if pipe is not None else self.redis
-            await client.zadd(Keys(self.prefix, app).rank(feed), {a.id: score_of(group, a) for a in activities})
+            pipe.zadd(k.rank(feed), {a.id: score_of(group, a) for a in activities})
+
+    async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
+        """:meth:`queue_fill` in a round trip of its own."""
+        if activities:
+            await self.redis.zadd(Keys(self.prefix, app).rank(feed), {a.id: score_of(group, a) for a in activities})
 
     async def page(self, app: str, feed: str, limit: int,
                    after: tuple[float, str] | None = None) -> list[tuple[float, str]]:

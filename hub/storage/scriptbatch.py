@@ -52,7 +52,7 @@ class ScriptBatch:
                 for argv, nkeys, _ in batch:
                     trip.script(self.script, argv[:nkeys], argv[nkeys:])
                 results = await trip.execute(raise_on_error=False)
-        except Exception as e:  # noqa: BLE001 - handed to every waiting call
+        except Exception as e:  # handed to every waiting call
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(e)

@@ -44,7 +44,7 @@ class Trip:
                 script, keys, args = self._scripts[i]
                 try:
                     results[i] = await script(keys=keys, args=args)  # loads it
-                except Exception as e:  # noqa: BLE001 - that call's answer
+                except Exception as e:  # that call's answer
                     if raise_on_error:
                         raise
                     results[i] = e
