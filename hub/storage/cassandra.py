@@ -96,9 +96,9 @@ class Cassandra:
 
         Statements are written with {ks} and %s placeholders (as for simple statements), so
         one code path serves any keyspace (tests use one per run). The driver's prepare
-        blocks until the node answers, and a server starts with none prepared: in a
-        thread, the event loop goes on answering meanwhile (it was seen blocked for 17 ms
-        by one). Concurrent first uses share one prepare.
+        blocks until the node answers, and a server starts with none prepared, so it runs
+        in a thread and the event loop goes on answering meanwhile (one prepare on the
+        loop's thread was seen to stall it for 17 ms). Concurrent first uses share one.
         """
         stmt = self._prepared.get(cql)
         if stmt is not None:
