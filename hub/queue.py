@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -64,12 +66,35 @@ async def connect_queue(settings: RedisSettings) -> ArqRedis:
 # writes (hub/storage/trip.py) instead of taking three (WATCH, EXISTS, MULTI/EXEC). Same
 # keys, same serialized job, same rule: nothing is queued while a job or a kept result
 # with that id exists. tests/integration/test_fanout.py runs jobs queued this way.
+# Keys after the first three are sets that, all holding nothing but ARGV[5], mean the job
+# would have nothing to do (:class:`SetsHoldOnly`): it is not queued and the answer is 2.
 _ENQUEUE = """
+if #KEYS > 3 then
+  local idle = true
+  for i = 4, #KEYS do
+    if redis.call('SCARD', KEYS[i]) ~= 1 or redis.call('SISMEMBER', KEYS[i], ARGV[5]) == 0 then
+      idle = false
+      break
+    end
+  end
+  if idle then return 2 end
+end
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 return 1
 """
+QUEUED, EXISTS, NOTHING_TO_DO = 1, 0, 2
+
+
+@dataclass(frozen=True)
+class SetsHoldOnly:
+    """A job's precondition, checked in the call that queues it: the job is skipped when
+    every one of ``keys`` is a set holding ``member`` and nothing else (a loaded cache
+    saying "none"). A missing key never skips: the job finds out for itself."""
+
+    member: str
+    keys: Sequence[str]
 
 
 class JobScript:
@@ -78,10 +103,16 @@ class JobScript:
         self._serializer = queue.job_serializer
         self._expires_ms = queue.expires_extra_ms
 
-    def queue(self, trip: Trip, function: str, *args: Any, job_id: str, queue: str) -> int:
+    def queue(
+        self, trip: Trip, function: str, *args: Any, job_id: str, queue: str, skip_if: SetsHoldOnly | None = None
+    ) -> int:
         """Queue on ``trip`` what ``enqueue_job`` would; the answer at the returned index
-        is 1 if the job was queued, 0 if one with that id exists."""
+        is QUEUED, EXISTS (a job with that id is there) or NOTHING_TO_DO (``skip_if`` held)."""
         now_ms = int(time.time() * 1000)
         job = serialize_job(function, args, {}, None, now_ms, serializer=self._serializer)
         keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
-        return trip.script(self._script, keys, [self._expires_ms, job, now_ms, job_id])
+        argv: list[Any] = [self._expires_ms, job, now_ms, job_id]
+        if skip_if is not None and skip_if.keys:
+            keys += skip_if.keys
+            argv.append(skip_if.member)
+        return trip.script(self._script, keys, argv)

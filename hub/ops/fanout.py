@@ -40,11 +40,22 @@ async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own
     return bool((await trip.execute())[queued])
 
 
-def queue_fanout(hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> int:
-    """:func:`enqueue_fanout` as part of ``trip``; returns the index of its answer."""
+def queue_fanout(
+    hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False,
+    authors: Sequence[str] = (),
+) -> int:
+    """:func:`enqueue_fanout` as part of ``trip``; returns the index of its answer.
+
+    ``authors``, given with ``own_done``: the job is not queued when the follower caches
+    say none of them has a follower, since all it would do is find that out. A follow
+    that lands after the check finds these activities as it finds any earlier ones,
+    with its copy: it adds to the cache before it reads the followee's activities
+    (hub/ops/follow.py).
+    """
     ids = sorted(activity_ids)
+    skip_if = hub.follows.have_none(app, sorted(set(authors))) if own_done and authors else None
     return hub.jobs.queue(trip, FANOUT, app, ids, own_done, job_id=f"fanout:{app}:{ids[0]}",
-                          queue=queue_name(hub.settings.redis, HIGH))
+                          queue=queue_name(hub.settings.redis, HIGH), skip_if=skip_if)
 
 
 async def write_own_feeds(hub: Hub, app: str, activities: Sequence[Activity]) -> int:

@@ -130,7 +130,8 @@ async def commit(
     hub: Hub, app: str, activities: Sequence[Activity], claimed: Mapping[str, Claim | None] | None = None
 ) -> tuple[StoreResult, bool]:
     """Store durably (with a pending marker), write the own and addressed feeds, then
-    queue one planning job for the followers of what is new.
+    queue one planning job for the followers of what is new (none when the authors are
+    known to have no followers).
 
     Returns the stored activities and whether their fan-out is queued, so that the
     markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
@@ -144,7 +145,7 @@ async def commit(
     todo = list({s.activity.id: s.activity for s in result.stored if s.fan_out}.values())
     if todo:
         queue_own_feeds(hub, trip, app, todo)
-        queue_fanout(hub, trip, app, [a.id for a in todo], own_done=True)
+        queue_fanout(hub, trip, app, [a.id for a in todo], own_done=True, authors=[a.actor for a in todo])
     try:
         await trip.execute()
     except REDIS_DOWN:

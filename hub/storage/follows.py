@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 
+from hub.queue import SetsHoldOnly
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
 
@@ -99,6 +100,11 @@ class FollowStore:
         pipe.sadd(key, SENTINEL, *loaded)
         await pipe.execute()
         return loaded
+
+    def have_none(self, app: str, users: Sequence[str]) -> SetsHoldOnly:
+        """"None of ``users`` has a follower", as their loaded caches say, for a job's
+        script to check in the round trip that queues the job (hub/queue.py)."""
+        return SetsHoldOnly(SENTINEL, [self.keys(app).followers(u) for u in users])
 
     async def followers_many(self, app: str, users: Sequence[str]) -> dict[str, list[str]]:
         """Followers of several users: one Redis round trip, Cassandra for the misses."""

@@ -14,9 +14,9 @@ from hub.config import Settings
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
 from hub.domain.models import Activity
-from hub.ops import fanout, rebuild
+from hub.ops import fanout, intake, rebuild
 from hub.ops import follow as follow_ops
-from hub.queue import FANOUT_CHUNK, HIGH, LOW, queue_name
+from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, queue_name
 from hub.storage.pending import PendingBatch, minute_bucket
 from tests.conftest import AppCaller, uid
 from tests.helpers import feed_ids, wait_for
@@ -324,3 +324,34 @@ async def test_a_long_plan_continues_in_a_new_job(hub: Hub, settings: Settings) 
     assert not any(k.startswith(f"chunk:{APP}:{ids[1]}:") or k.startswith(f"chunk:{APP}:{ids[2]}:") for k in jobs)
     # Own feeds were written for all three before the budget ran out: the rest skips them.
     assert list(jobs[f"fanout:{APP}:{ids[1]}"].args) == [APP, ids[1:], True]
+
+
+async def test_intake_queues_no_plan_for_authors_the_cache_knows_have_no_followers(
+    hub: Hub, settings: Settings
+) -> None:
+    author, other, reader = uid("author"), uid("other"), uid("reader")
+
+    async def accept(*actors: str) -> list[str]:
+        inputs = [ActivityInput(actor=a, verb="post", object=f"note:{uid('n')}", time=datetime.now(timezone.utc))
+                  for a in actors]
+        return [r["id"] for r in await intake.accept(hub, APP, inputs, batch=len(inputs) > 1)]
+
+    async def planned(ids: list[str]) -> bool:
+        jobs = await hub.queue.queued_jobs(queue_name=queue_name(settings.redis, HIGH))
+        return any(j.function == FANOUT and j.job_id == f"fanout:{APP}:{min(ids)}" for j in jobs)
+
+    # Nothing cached about the author yet: the job is queued, and it would load the cache.
+    first = await accept(author)
+    assert await planned(first)
+    assert await hub.follows.followers(APP, author) == []  # loads it, as the job does
+    minutes = range(minute_bucket() - 2, minute_bucket() + 1)
+    # Known to have no followers: stored, in the own feed, no longer pending, and no job.
+    second = await accept(author)
+    assert not await planned(second)
+    assert (await feed_ids(hub, APP, "user", author))[0] == second[0]
+    assert await _not_pending(hub, second[0], minutes)
+    # One author of the group with followers is enough for a job.
+    await hub.follows.followers(APP, other)
+    await follow_ops.follow(hub, APP, reader, other, 0)
+    assert await planned(await accept(author, other))
+    assert await planned(await accept(other))
