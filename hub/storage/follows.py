@@ -1,7 +1,10 @@
 """The follow graph: both directions in Cassandra, followers cached in Redis for fan-out.
 
 The Redis set of a user's followers holds the sentinel ``!`` once loaded, so an empty set
-and a missing cache are told apart. Follow and unfollow update it only when it is loaded.
+and a missing cache are told apart. Follow and unfollow update it only when it is loaded,
+and count every change in a counter beside it. A load notes the counter before it reads
+Cassandra and writes the set only if the counter has not moved since: a change that
+lands in between is either in what the load read or applied to the set after it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,34 @@ from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
+# The counter only has to outlive a load (milliseconds); an hour is generous. A counter
+# that expires mid-load reads as changed, which only makes the load skip its write.
+CHANGES_TTL = 3600
 
-_ADD_IF_LOADED = """
+# KEYS: the set, its counter. ARGV: "add" or "remove", the follower, the counter's TTL.
+_CHANGE = """
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if ARGV[1] == 'remove' then
+  return redis.call('SREM', KEYS[1], ARGV[2])
+end
 if redis.call('SISMEMBER', KEYS[1], '!') == 1 then
-  return redis.call('SADD', KEYS[1], ARGV[1])
+  return redis.call('SADD', KEYS[1], ARGV[2])
 end
 return -1
+"""
+
+# KEYS: the set, its counter. ARGV: the counter as it was before the read ("" for none),
+# then the followers read. SADD in slices: Lua's unpack fails past about 8,000 values.
+_LOAD = """
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then
+  return 0
+end
+for i = 2, #ARGV, 1000 do
+  redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('SADD', KEYS[1], '!')
+return 1
 """
 
 
@@ -47,7 +72,8 @@ class FollowStore:
         self.db = db
         self.redis = redis
         self.prefix = prefix
-        self._add_if_loaded = redis.register_script(_ADD_IF_LOADED)
+        self._change = redis.register_script(_CHANGE)
+        self._load = redis.register_script(_LOAD)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -67,7 +93,7 @@ class FollowStore:
             ("INSERT INTO {ks}.followers (app, followee, follower, created_at) VALUES (%s, %s, %s, %s)",
              (app, follow.followee, follow.follower, now)),
         ])
-        await self._add_if_loaded(keys=[self.keys(app).followers(follow.followee)], args=[follow.follower])
+        await self._changed(app, follow, "add")
 
     async def remove(self, app: str, follow: Follow, *, keep_until: str | None) -> None:
         """Unfollow; with ``keep_until`` the copied history stays (recorded for rebuilds)."""
@@ -83,22 +109,27 @@ class FollowStore:
                 (app, follow.follower, follow.followee, follow.since, keep_until, follow.copy),
             ))
         await self.db.batch(stmts)
-        await self.redis.srem(self.keys(app).followers(follow.followee), follow.follower)
+        await self._changed(app, follow, "remove")
+
+    async def _changed(self, app: str, follow: Follow, how: str) -> None:
+        k = self.keys(app)
+        keys = [k.followers(follow.followee), k.followers_changes(follow.followee)]
+        await self._change(keys=keys, args=[how, follow.follower, CHANGES_TTL])
 
     async def followers(self, app: str, user: str) -> list[str]:
         """All followers, from the Redis cache, loading it from Cassandra on a miss."""
-        key = self.keys(app).followers(user)
-        members: set[str] = await self.redis.smembers(key)
+        k = self.keys(app)
+        members: set[str] = await self.redis.smembers(k.followers(user))
         if SENTINEL in members:
             members.discard(SENTINEL)
             return list(members)
+        before = await self.redis.get(k.followers_changes(user)) or ""
         rows = await self.db.execute(
             "SELECT follower FROM {ks}.followers WHERE app = %s AND followee = %s", (app, user), fetch_size=5000
         )
         loaded = [r.follower for r in rows]
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.sadd(key, SENTINEL, *loaded)
-        await pipe.execute()
+        # Not written when a follow or unfollow came in meanwhile: the next load will.
+        await self._load(keys=[k.followers(user), k.followers_changes(user)], args=[before, *loaded])
         return loaded
 
     def have_none(self, app: str, users: Sequence[str]) -> SetsHoldOnly:

@@ -74,6 +74,10 @@ class Keys:
     def followers(self, user: str) -> str:
         return f"{self.base}:fr:{user}"
 
+    def followers_changes(self, user: str) -> str:
+        """Counts the follows and unfollows of ``user`` (see hub.storage.follows)."""
+        return f"{self.base}:frc:{user}"
+
     def following(self, user: str) -> str:
         return f"{self.base}:fg:{user}"
 
