@@ -202,14 +202,17 @@ end
 """
 
 
-async def wrk_load(env: Environment, name: str, clients: int, seconds: float, meter: CpuMeter | None) -> Load:
+async def wrk_load(
+    env: Environment, name: str, clients: int, seconds: float, *, post: bool, meter: CpuMeter | None = None
+) -> Load:
     """``clients`` wrk connections for ``seconds``: signed single-activity POSTs, each
     request signed here beforehand (unique webhook-id and foreign_id), or GET /healthz
-    when ``meter`` is None. wrk is C: the load generator takes little of the 2 cores."""
+    when not ``post``. wrk is C: the load generator takes little of the 2 cores."""
     script = env.tmp / "intake.lua"
     script.write_text(_WRK_LUA.replace("%(done)s", DONE_LUA))
     argv = [ensure_wrk(), "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "5s", "-s", str(script), env.url]
-    if meter is not None:
+    n = 0
+    if post:
         gen, path = Activities(), f"/v1/apps/{env.app.id}/activities"
         data = env.tmp / "intake-requests.tsv"
         n = int(seconds * 3000)  # more than this machine answers, so none is sent twice
@@ -226,7 +229,7 @@ async def wrk_load(env: Environment, name: str, clients: int, seconds: float, me
     load = Load(name, seconds)
     if meter:
         load.cpu = meter.stop()
-    if meter is not None and r["requests"] > n:
+    if post and r["requests"] > n:
         raise RuntimeError(f"wrk sent {r['requests']} requests, more than the {n} prepared")
     load.seconds = r["duration_us"] / 1e6
     load.requests = load.items = r["requests"] - r["errors"]
@@ -315,9 +318,10 @@ async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
         pids = _pids(env)
         info("warming up")
         await drive(env, "warm-up", 4, 2.0, batch=10)
-        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 3.0, CpuMeter(pids))
-        health = await wrk_load(env, "healthz", LATENCY_CLIENTS, 3.0, None)
-        loads = [await wrk_load(env, f"single activity, run {n + 1}", LATENCY_CLIENTS, LATENCY_SECONDS, CpuMeter(pids))
+        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 3.0, post=True)
+        health = await wrk_load(env, "healthz", LATENCY_CLIENTS, 3.0, post=False)
+        loads = [await wrk_load(env, f"single activity, run {n + 1}", LATENCY_CLIENTS, LATENCY_SECONDS, post=True,
+                                meter=CpuMeter(pids))
                  for n in range(runs)]
         return LatencyRuns(loads, health)
 
@@ -349,12 +353,13 @@ async def run_intake(settings: Settings, *, quick: bool) -> IntakeResult:
         await drive(env, "warm-up", 4, 0.5 if quick else 2.0, batch=10)
         health_batch = await drive(env, "healthz (4 clients)", BATCH_CLIENTS, seconds, batch=None)
         batch = await drive(env, "batches of 100", BATCH_CLIENTS, seconds, batch=100, meter=CpuMeter(pids))
-        # (b) in the steady state it names: after (a)'s fan-out, and after a warm-up at 20 clients.
+        # (b) in the steady state it names: after (a)'s fan-out, and after a warm-up of the
+        # same POSTs at 20 clients (until session 16 the warm-up sent GET /healthz).
         await settle(env)
-        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 1.0 if quick else 3.0, None)
-        health_single = await wrk_load(env, "healthz", LATENCY_CLIENTS, seconds, None)
+        await wrk_load(env, "warm-up", LATENCY_CLIENTS, 1.0 if quick else 3.0, post=True)
+        health_single = await wrk_load(env, "healthz", LATENCY_CLIENTS, seconds, post=False)
         single = await wrk_load(env, "single activity", LATENCY_CLIENTS, 1.0 if quick else LATENCY_SECONDS,
-                                CpuMeter(pids))
+                                post=True, meter=CpuMeter(pids))
         single_py = await drive(env, "single activity (aiohttp)", LATENCY_CLIENTS, seconds, batch=1)
         info("measuring Cassandra: LWT vs plain insert")
         lwt, plain = await cassandra_rates(env.settings, 1.0 if quick else 3.0)
