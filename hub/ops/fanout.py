@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.models import Activity
-from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, REMOVE, queue_name
+from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, QUEUED, REMOVE, queue_name
 from hub.storage.trip import Trip
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own
     """
     trip = Trip(hub.redis)
     queued = queue_fanout(hub, trip, app, activity_ids, own_done=own_done)
-    return bool((await trip.execute())[queued])
+    return bool((await trip.execute())[queued] == QUEUED)
 
 
 def queue_fanout(
