@@ -78,6 +78,10 @@ def score_of(group: FeedGroup, activity: Activity) -> float:
     return rank_score(activity.time, activity.extra, group.half_life_hours, group.weights)
 
 
+def _scores(group: FeedGroup, activities: Sequence[Activity]) -> dict[str, float]:
+    return {a.id: score_of(group, a) for a in activities}
+
+
 class RankIndex:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
@@ -94,12 +98,12 @@ class RankIndex:
         """Index a feed being filled, on the caller's pipeline (scores are fixed, so adding
         twice is harmless)."""
         if activities:
-            pipe.zadd(k.rank(feed), {a.id: score_of(group, a) for a in activities})
+            pipe.zadd(k.rank(feed), _scores(group, activities))
 
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
         """:meth:`queue_fill` in a round trip of its own."""
         if activities:
-            await self.redis.zadd(Keys(self.prefix, app).rank(feed), {a.id: score_of(group, a) for a in activities})
+            await self.redis.zadd(Keys(self.prefix, app).rank(feed), _scores(group, activities))
 
     async def page(self, app: str, feed: str, limit: int,
                    after: tuple[float, str] | None = None) -> list[tuple[float, str]]:
