@@ -77,11 +77,17 @@ def commit_log_keeps_default_slack(pid: int) -> bool:
         return True
     try:
         default = Path("/proc/self/timerslack_ns").read_text().strip()
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            if (task / "comm").read_text().startswith("COMMIT-LOG"):
-                Path(f"/proc/{task.name}/timerslack_ns").write_text(default)
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
+    for task in tasks:
+        try:
+            if (task / "comm").read_text().startswith("COMMIT-LOG"):
+                Path(f"/proc/{task.name}/timerslack_ns").write_text(default)
+        except FileNotFoundError:
+            continue  # a thread that exited since the listing: nothing to reset
+        except OSError:
+            return False
     return True
 
 

@@ -156,8 +156,12 @@ def test_cassandra_start_query_stop(state_dir: Path) -> None:
 def _thread_slack(pid: int) -> dict[str, set[int]]:
     found: dict[str, set[int]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        name = (task / "comm").read_text().strip()
-        found.setdefault(name, set()).add(int(Path(f"/proc/{task.name}/timerslack_ns").read_text()))
+        try:
+            name = (task / "comm").read_text().strip()
+            slack = int(Path(f"/proc/{task.name}/timerslack_ns").read_text())
+        except FileNotFoundError:  # the thread exited since the listing
+            continue
+        found.setdefault(name, set()).add(slack)
     return found
 
 
