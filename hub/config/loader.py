@@ -65,10 +65,10 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
             raise ConfigError(key, f"unknown table (expected one of {', '.join(sorted(known))})")
 
     server = ServerSettings(
-        host=r.str("server.host", "127.0.0.1"),
+        host=r.text("server.host", "127.0.0.1"),
         port=r.port("server.port", 8080, env_value=env.get("HUB_PORT"), env_name="HUB_PORT"),
     )
-    redis_url = env.get("HUB_REDIS_URL") or r.str("redis.url", RedisSettings.url)
+    redis_url = env.get("HUB_REDIS_URL") or r.text("redis.url", RedisSettings.url)
     if urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis.url", f"{redis_url!r} is not a redis:// URL")
     redis = RedisSettings(url=redis_url, key_prefix=r.ident("redis.key_prefix", "hub"))
@@ -77,7 +77,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
     hosts = tuple(h.strip() for h in hosts_env.split(",") if h.strip()) if hosts_env else r.str_list("cassandra.hosts", ["127.0.0.1"])
     if not hosts:
         raise ConfigError("cassandra.hosts", "needs at least one host")
-    keyspace = env.get("HUB_CASSANDRA_KEYSPACE") or r.str("cassandra.keyspace", "hub")
+    keyspace = env.get("HUB_CASSANDRA_KEYSPACE") or r.text("cassandra.keyspace", "hub")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", keyspace):
         raise ConfigError("cassandra.keyspace", f"{keyspace!r} is not a valid keyspace name (letters, digits, _)")
     pv = r.raw("cassandra.protocol_version", 3)
@@ -87,29 +87,29 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
         hosts=hosts,
         port=r.port("cassandra.port", 9042),
         keyspace=keyspace,
-        replication_factor=r.int("cassandra.replication_factor", 1, lo=1, hi=15),
+        replication_factor=r.integer("cassandra.replication_factor", 1, lo=1, hi=15),
         protocol_version=pv,
         request_timeout=r.num("cassandra.request_timeout", 5.0, lo=0.1),
     )
     fanout = FanoutSettings(
-        chunk_size=r.int("fanout.chunk_size", 100, lo=1, hi=10_000),
-        celebrity_threshold=r.int("fanout.celebrity_threshold", 10_000, lo=1),
-        active_days=r.int("fanout.active_days", 7, lo=1),
+        chunk_size=r.integer("fanout.chunk_size", 100, lo=1, hi=10_000),
+        celebrity_threshold=r.integer("fanout.celebrity_threshold", 10_000, lo=1),
+        active_days=r.integer("fanout.active_days", 7, lo=1),
     )
     worker = WorkerSettings(
-        job_timeout=r.int("worker.job_timeout", 5, lo=1),
-        max_tries=r.int("worker.max_tries", 20, lo=1),
-        max_jobs=r.int("worker.max_jobs", 20, lo=1),
+        job_timeout=r.integer("worker.job_timeout", 5, lo=1),
+        max_tries=r.integer("worker.max_tries", 20, lo=1),
+        max_jobs=r.integer("worker.max_jobs", 20, lo=1),
         poll_delay=r.num("worker.poll_delay", 0.05, lo=0.001),
     )
-    state_dir = Path(r.str("services.state_dir", ".hub"))
+    state_dir = Path(r.text("services.state_dir", ".hub"))
     if base_dir is not None and not state_dir.is_absolute():
         state_dir = base_dir / state_dir
     cache_env = env.get("HUB_CACHE_DIR")
     services = ServicesSettings(
         state_dir=state_dir,
-        cache_dir=Path(cache_env) if cache_env else Path(r.str("services.cache_dir", str(ServicesSettings.cache_dir))).expanduser(),
-        cassandra_heap_mb=r.int("services.cassandra_heap_mb", 512, lo=256),
+        cache_dir=Path(cache_env) if cache_env else Path(r.text("services.cache_dir", str(ServicesSettings.cache_dir))).expanduser(),
+        cassandra_heap_mb=r.integer("services.cassandra_heap_mb", 512, lo=256),
     )
     return Settings(
         server=server, redis=redis, cassandra=cassandra, fanout=fanout, worker=worker,
@@ -123,7 +123,7 @@ def _apps(r: Reader, env: Mapping[str, str]) -> dict[str, AppSettings]:
         if not _APP_ID.match(app_id):
             raise ConfigError(f"apps.{app_id}", "app ids are 1 to 64 letters, digits, _ or -")
         k = f"apps.{app_id}"
-        secret = env.get(f"HUB_APP_{app_id.upper().replace('-', '_')}_SECRET") or r.str(f"{k}.secret")
+        secret = env.get(f"HUB_APP_{app_id.upper().replace('-', '_')}_SECRET") or r.text(f"{k}.secret")
         _check_secret(f"{k}.secret", secret)
         origins = r.str_list(f"{k}.allowed_origins", [])
         for o in origins:
@@ -132,7 +132,7 @@ def _apps(r: Reader, env: Mapping[str, str]) -> dict[str, AppSettings]:
                 raise ConfigError(f"{k}.allowed_origins", f"{o!r} is not an origin like https://example.com")
         apps[app_id] = AppSettings(
             id=app_id, secret=secret, allowed_origins=tuple(o.rstrip("/") for o in origins),
-            rate=r.num(f"{k}.rate", 2000.0, lo=0.001), burst=r.int(f"{k}.burst", 4000, lo=1),
+            rate=r.num(f"{k}.rate", 2000.0, lo=0.001), burst=r.integer(f"{k}.burst", 4000, lo=1),
         )
     return apps
 
@@ -178,7 +178,7 @@ def _feeds(r: Reader) -> dict[str, FeedGroup]:
         if not _GROUP_ID.match(name):
             raise ConfigError(k, "group names are lowercase letters, digits and _, starting with a letter")
         base = feeds.get(name, FeedGroup(name))
-        kind = r.str(f"{k}.kind", base.kind)
+        kind = r.text(f"{k}.kind", base.kind)
         if kind not in FEED_KINDS:
             raise ConfigError(f"{k}.kind", f"{kind!r} is not one of {', '.join(FEED_KINDS)}")
         follows = r.raw(f"{k}.follows", base.follows)
@@ -188,14 +188,14 @@ def _feeds(r: Reader) -> dict[str, FeedGroup]:
         if kind != "flat":
             template = template or "{verb}:{day}"
             _check_template(f"{k}.aggregate", template)
-        ranking = r.str(f"{k}.ranking", base.ranking)
+        ranking = r.text(f"{k}.ranking", base.ranking)
         if ranking not in RANKINGS:
             raise ConfigError(f"{k}.ranking", f"{ranking!r} is not one of {', '.join(RANKINGS)}")
         if ranking != "recency" and kind != "flat":
             raise ConfigError(f"{k}.ranking", "only flat groups are ranked; aggregated groups follow their updates")
         feeds[name] = FeedGroup(
             name=name, kind=kind, follows=follows,
-            max_length=r.int(f"{k}.max_length", base.max_length, lo=1, hi=100_000),
+            max_length=r.integer(f"{k}.max_length", base.max_length, lo=1, hi=100_000),
             aggregate=template if kind != "flat" else None, ranking=ranking,
             half_life_hours=_half_life(r, k, base), weights=_weights(r, k, base, ranking),
         )

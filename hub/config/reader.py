@@ -38,14 +38,14 @@ class Reader:
                 raise ConfigError(f"{key}.{name}", "must be a table")
         return list(t)
 
-    def str(self, key: str, default: Any = _MISSING) -> str:
+    def text(self, key: str, default: Any = _MISSING) -> str:
         v = self.raw(key, default)
         if not isinstance(v, str) or not v:
             raise ConfigError(key, f"must be a non-empty string, not {v!r}")
         return v
 
     def ident(self, key: str, default: str) -> str:
-        v = self.str(key, default)
+        v = self.text(key, default)
         if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v):
             raise ConfigError(key, "use letters, digits and _ . : - only")
         return v
@@ -56,7 +56,7 @@ class Reader:
             raise ConfigError(key, "must be a list of strings")
         return tuple(v)
 
-    def int(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    def integer(self, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
         v = self.raw(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(key, f"must be an integer, not {v!r}")
@@ -79,4 +79,4 @@ class Reader:
             if not env_value.isdigit() or not 0 < int(env_value) < 65536:
                 raise ConfigError(env_name, f"{env_value!r} is not a port number (1 to 65535)")
             return int(env_value)
-        return self.int(key, default, lo=1, hi=65535)
+        return self.integer(key, default, lo=1, hi=65535)
