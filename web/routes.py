@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from web import openapi
 from web.views import apps, feeds, health, pages
 
 
@@ -12,6 +13,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", health.healthz)
     r.add_get("/readyz", health.readyz)
     r.add_get("/metrics", health.metrics)
+    r.add_get("/openapi.json", openapi.openapi_json)
+    r.add_get("/docs", openapi.docs)
 
     base = "/v1/apps/{app}"
     r.add_post(f"{base}/activities", apps.post_activities)

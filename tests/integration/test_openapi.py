@@ -1,0 +1,194 @@
+"""The OpenAPI document: valid 3.1, in step with the router, and true of every answer.
+
+Schemathesis (from PyPI) loads ``/openapi.json`` from a running server and, for every
+operation, sends generated requests (valid and invalid) and checks each answer: no 5xx,
+a documented status, content type, headers and body schema. App calls are signed by a
+``requests`` auth hook over the exact bytes sent (Standard Webhooks); user calls get a
+bearer token for their path's user, so the checks reach past 401/403.
+
+The server runs in a thread of its own with its own event loop: schemathesis calls it
+synchronously (``requests``), which the test's own loop could not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from openapi_spec_validator import validate
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+import realtime
+from hub.config import AppSettings, Settings
+from hub.domain.signing import sign
+from hub.domain.tokens import issue_token
+from hub.errors import HubError
+from hub.ops import follow as follow_ops
+from tests.conftest import make_app
+from tests.helpers import post
+from web.app import create_app
+from web.keys import HUB
+from web.openapi import document, router_operations
+
+APP_ID = "oapi"
+SEEDED = ("oa-alice", "oa-bob", "oa-carol")
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+# Bounded so that the whole module runs in about two minutes on a shared 2-core machine.
+MAX_EXAMPLES = 25
+_FEED_PATH = re.compile(r"^/v1/feeds/[^/]+/(?P<user>[^/]+)(/seen|/read)?$")
+
+
+def _composed_app(settings: Settings) -> web.Application:
+    """The app as ``hub serve`` composes it (cli/main.py): API, pages and the gateway."""
+    app = create_app(settings)
+    realtime.setup(app, settings, get_hub=lambda a: a[HUB])
+    return app
+
+
+def test_document_is_valid_openapi_31() -> None:
+    doc = document()
+    assert doc["openapi"].startswith("3.1")
+    validate(doc)
+
+
+def test_document_and_router_name_the_same_routes(settings: Settings) -> None:
+    documented = {(m.upper(), p) for p, item in document()["paths"].items() for m in item
+                  if m in ("get", "put", "post", "delete", "patch")}
+    served = router_operations(_composed_app(settings))
+    assert served - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - served == set(), "documented operations the router does not serve"
+
+
+async def test_openapi_json_and_docs_are_served(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("/openapi.json")
+    assert r.status == 200 and r.content_type == "application/json"
+    assert await r.json() == document()
+    r = await client.get("/docs")
+    assert r.status == 200 and r.content_type == "text/html"
+    page = await r.text()
+    assert "/v1/feeds/{group}/{user}/seen" in page and "webhook-signature" in page
+    assert "<script" not in page  # rendered on the server: nothing to fetch from a CDN
+
+
+# --- schemathesis ----------------------------------------------------------------------
+
+
+class HubAuth(requests.auth.AuthBase):
+    """Signs app calls over the body as sent; gives user calls a token for the path's user."""
+
+    def __init__(self, app: AppSettings) -> None:
+        self.app = app
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        path = urlsplit(r.url or "").path
+        if path.startswith("/v1/apps/"):
+            body = r.body or b""
+            body = body.encode() if isinstance(body, str) else body
+            msg_id, ts = f"msg_{time.monotonic_ns()}", int(time.time())
+            r.headers.update({"webhook-id": msg_id, "webhook-timestamp": str(ts),
+                              "webhook-signature": sign(self.app.key, msg_id, ts, body)})
+        elif m := _FEED_PATH.match(path):
+            token = self.token(unquote(m["user"]))
+            if token:
+                r.headers["Authorization"] = f"Bearer {token}"
+        return r
+
+    def token(self, user: str) -> str | None:
+        try:
+            return issue_token(self.app.id, self.app.key, user, 600, now=int(time.time()))
+        except HubError:
+            return None  # not a valid user id: the call goes without, as a client's would
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    base_url: str
+    app: AppSettings
+    groups: tuple[str, ...]
+
+
+async def _seed(hub: Any) -> None:
+    """A few users with follows, flat and aggregated entries, so reads return entries."""
+    alice, bob, carol = SEEDED
+    await follow_ops.follow(hub, APP_ID, bob, alice, 0)
+    await follow_ops.follow(hub, APP_ID, carol, alice, 0)
+    for i in range(3):
+        await post(hub, APP_ID, actor=alice, verb="like", object=f"photo:{i}", to=[f"notification:{bob}"])
+        await post(hub, APP_ID, actor=carol, verb="comment", object="photo:1", to=[f"notification:{bob}"],
+                   extra={"text": f"nice {i}"})
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings) -> Iterator[Served]:
+    app_settings = make_app(APP_ID, rate=100_000.0, burst=100_000)  # the fuzzing is not to meet 429s
+    s = dataclasses.replace(settings, apps={**settings.apps, APP_ID: app_settings})
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="openapi-server", daemon=True)
+    thread.start()
+    runner = web.AppRunner(_composed_app(s))
+
+    async def start() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        await _seed(runner.app[HUB])
+        return int(runner.addresses[0][1])
+
+    try:
+        port = asyncio.run_coroutine_threadsafe(start(), loop).result(120)
+        yield Served(f"http://127.0.0.1:{port}", app_settings, tuple(sorted(s.feeds)))
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def openapi_schema(served: Served) -> Any:
+    config = schemathesis.Config.from_dict({
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        "request-timeout": 30,
+    })
+    return schemathesis.openapi.from_url(f"{served.base_url}/openapi.json", config=config)
+
+
+schema = schemathesis.pytest.from_fixture("openapi_schema")
+
+
+def _aim(case: Any, served: Served) -> None:
+    """Point generated calls at things that exist, so they get past 404 into the views:
+    our app, configured groups, and now and then a seeded user (whose feeds hold entries)."""
+    params = case.path_parameters or {}
+    if "app" in params:
+        params["app"] = APP_ID
+    if "group" in params:
+        g = str(params["group"])
+        params["group"] = served.groups[len(g) % len(served.groups)]
+    if "user" in params and isinstance(params["user"], str) and len(params["user"]) % 2 == 0:
+        params["user"] = SEEDED[len(params["user"]) % len(SEEDED)]
+    if case.operation.path == "/v1/realtime" and isinstance(case.query, dict):
+        case.query["token"] = issue_token(APP_ID, served.app.key, SEEDED[0], 600, now=int(time.time()))
+
+
+@schema.parametrize()
+def test_every_answer_conforms(case: Any, served: Served) -> None:
+    _aim(case, served)
+    case.call_and_validate(base_url=served.base_url, checks=CHECKS, auth=HubAuth(served.app))
