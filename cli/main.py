@@ -85,18 +85,18 @@ def _install_uvloop() -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from aiohttp import web
-
     import realtime
     from web.app import create_app
     from web.keys import HUB
+    from web.server import serve
 
     _install_uvloop()
     port = args.port or settings.server.port
     app = create_app(settings)
     _tune_gc()
     realtime.setup(app, settings, get_hub=lambda a: a[HUB])
-    web.run_app(app, host=settings.server.host, port=port, print=None, access_log=None)
+    # Not web.run_app: web/server.py answers aiohttp's own protocol errors in the contract's shape.
+    serve(app, settings.server.host, port)
     return 0
 
 

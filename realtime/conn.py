@@ -4,6 +4,11 @@ Frames arrive as prebuilt bytes (serialised once per change, shared by every soc
 wants it) and are written with ``send_frame`` by a writer task that exists only while the
 queue is not empty, so an idle socket holds no task. A full queue calls ``on_full`` (the
 gateway drops the client) instead of blocking anyone.
+
+Answers to the client's own frames (pong, subscribed, errors) are different: the gateway
+waits for room (``wait_room``) before reading the client's next frame, so a client that
+pipelines many pings is answered at the pace it reads instead of overflowing its queue;
+a client that stops reading stops being read, and the live changes still drop it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,16 @@ Cursor = tuple[int, int]
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate a client sent (echoed in an error frame): escaped, still JSON.
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 class Conn:
     __slots__ = ("ws", "app", "user", "exp", "queue", "queue_size", "on_full", "writer", "buffers", "after",
-                 "feeds", "closed", "timer")
+                 "feeds", "closed", "timer", "room")
 
     def __init__(self, ws: web.WebSocketResponse, app: str, user: str, exp: int, *, queue_size: int,
                  on_full: Callable[[Conn], None]) -> None:
@@ -47,6 +56,8 @@ class Conn:
         self.feeds: set[str] = set()
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
+        # Set while the reader waits for the queue to drain below half (wait_room).
+        self.room: asyncio.Future[None] | None = None
 
     def push(self, data: bytes) -> None:
         if self.closed:
@@ -80,11 +91,29 @@ class Conn:
         if self.after is not None:
             self.after.pop(feed, None)
 
+    def has_room(self) -> bool:
+        return len(self.queue) < self.queue_size // 2
+
+    async def wait_room(self) -> None:
+        """Until the queue is under half full (or the connection is closed)."""
+        while not self.closed and not self.has_room():
+            self.room = asyncio.get_running_loop().create_future()
+            try:
+                await self.room
+            finally:
+                self.room = None
+
+    def wake(self) -> None:
+        if self.room is not None and not self.room.done() and (self.closed or self.has_room()):
+            self.room.set_result(None)
+
     async def _write(self) -> None:
         try:
             while self.queue and not self.closed:
                 await self.ws.send_frame(self.queue.popleft(), WSMsgType.TEXT)
+                self.wake()
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             self.closed = True
         finally:
             self.writer = None
+            self.wake()

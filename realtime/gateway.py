@@ -5,7 +5,12 @@
   close code 4008, without slowing the others);
 - realtime/dispatch.py: one Redis pub/sub subscription per process, a map (app, feed) ->
   local connections, each change turned into one frame written to every socket of its feed;
+- realtime/inbound.py: client frames parsed within bounds (size, nesting);
 - here: the connection's life and its client frames (subscribe, unsubscribe, ping).
+
+Nothing a client sends ends as HTTP once the socket is upgraded: a dependency outage is an
+``unavailable`` error frame (the client may retry the subscribe), a bug closes the socket
+with 1011 (logged).
 
 ``subscribe`` with ``since`` registers the socket for live messages first (buffered),
 replays the feed's change log after ``since``, sends ``subscribed`` and then the buffered
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -31,14 +35,18 @@ from hub.domain.activity import split_feed_id
 from hub.errors import Forbidden, HubError, InvalidRequest
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import ChangeLog, parse_cursor
+from hub.storage.outage import DEPENDENCY_DOWN, as_unavailable
 from realtime.conn import CLOSE_EXPIRED, CLOSE_TOO_SLOW, Conn, dumps
 from realtime.dispatch import Dispatcher, Key
 from realtime.frames import FeedView
 from realtime.handshake import authenticate, origin_allowed
+from realtime.inbound import parse_client_frame
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE = 16 * 1024
+# 1011: the server met an unexpected condition (RFC 6455).
+CLOSE_INTERNAL = 1011
 
 __all__ = ["CLOSE_EXPIRED", "CLOSE_TOO_SLOW", "Conn", "Gateway", "origin_allowed"]
 
@@ -98,6 +106,7 @@ class Gateway:
         self._forget(conn)
         conn.closed = True
         conn.queue.clear()
+        conn.wake()
         if conn.writer is not None:
             conn.writer.cancel()
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_TOO_SLOW, b"send queue full"))
@@ -125,6 +134,7 @@ class Gateway:
             return
         self._forget(conn)
         conn.closed = True
+        conn.wake()
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_EXPIRED, b"token expired"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -143,6 +153,21 @@ class Gateway:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 await self._client_message(conn, msg.data)
+                if not conn.has_room():
+                    # Our answers wait for the client to read them before its next frame
+                    # is read (conn.py); one that reads nothing for this long is dropped.
+                    try:
+                        await asyncio.wait_for(conn.wait_room(), self.heartbeat or 30.0)
+                    except asyncio.TimeoutError:
+                        self.drop(conn)
+        except Exception:
+            # Upgraded: an HTTP answer cannot follow, so the socket closes instead.
+            log.exception("realtime: a connection of %s/%s failed", conn.app, conn.user)
+            if not conn.closed:
+                self._forget(conn)
+                conn.closed = True
+                conn.wake()
+                await self._close(conn, CLOSE_INTERNAL, b"internal error")
         finally:
             if not conn.closed:
                 self._forget(conn)
@@ -150,13 +175,10 @@ class Gateway:
         return ws
 
     async def _client_message(self, conn: Conn, raw: str) -> None:
+        m: Any = None
         try:
-            m = json.loads(raw)
-        except ValueError:
-            conn.send({"op": "error", "code": "invalid_json", "message": "frames are JSON objects"})
-            return
-        op = m.get("op") if isinstance(m, dict) else None
-        try:
+            m = parse_client_frame(raw)
+            op = m.get("op")
             if op == "ping":
                 conn.send({"op": "pong"})
             elif op == "subscribe":
@@ -169,11 +191,18 @@ class Gateway:
                 conn.send({"op": "unsubscribed", "feed": feed})
             else:
                 raise InvalidRequest("op must be subscribe, unsubscribe or ping", field="op")
+        except DEPENDENCY_DOWN as e:
+            log.warning("realtime: dependency down: %r", e)
+            self._send_error(conn, m, as_unavailable(e))
         except HubError as e:
-            err: dict[str, Any] = {"op": "error", "code": e.code, "message": e.message}
-            if isinstance(m, dict) and isinstance(m.get("feed"), str):
-                err["feed"] = m["feed"]
-            conn.send(err)
+            self._send_error(conn, m, e)
+
+    @staticmethod
+    def _send_error(conn: Conn, m: Any, e: HubError) -> None:
+        err: dict[str, Any] = {"op": "error", "code": e.code, "message": e.message}
+        if isinstance(m, dict) and isinstance(m.get("feed"), str):
+            err["feed"] = m["feed"]
+        conn.send(err)
 
     async def subscribe(self, conn: Conn, feed: object, since: object) -> None:
         group_name, user = split_feed_id(feed)

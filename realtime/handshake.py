@@ -8,9 +8,9 @@ still decides what it may see).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -21,21 +21,28 @@ from hub.errors import Forbidden
 __all__ = ["authenticate", "origin_allowed"]
 
 
+# An origin as browsers serialise it (RFC 6454): scheme "://" host [":" port], nothing else.
+# The port is digits without a leading zero (so "08080" is not 8080) and at most 65535.
+_ORIGIN = re.compile(r"(https?)://([a-z0-9._~-]+|\[[0-9a-f:.]+\])(?::([1-9][0-9]{0,4}))?", re.ASCII)
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
 def _origin_tuple(origin: str) -> tuple[str, str, int] | None:
-    try:
-        u = urlsplit(origin)
-        port = u.port
-    except ValueError:
+    """``(scheme, host, port)`` of a well-formed origin, the port a number (default ports
+    filled in, so ``https://a`` equals ``https://a:443``), else None."""
+    m = _ORIGIN.fullmatch(origin.lower())
+    if m is None:
         return None
-    if u.scheme not in ("http", "https") or not u.hostname or u.path or u.query or u.fragment:
+    scheme, host, port = m.group(1), m.group(2), m.group(3)
+    number = int(port) if port else _DEFAULT_PORT[scheme]
+    if number > 65535:
         return None
-    if u.username is not None or u.password is not None:
-        return None
-    return u.scheme, u.hostname.lower(), port or (443 if u.scheme == "https" else 80)
+    return scheme, host, number
 
 
 def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
-    """The whole origin (scheme, host, port) must match one allowed origin."""
+    """The whole origin (scheme, host, port) must match one allowed origin; ports are
+    compared as numbers, a malformed origin (``http://h:08080``, a path, user info) matches none."""
     got = _origin_tuple(origin)
     return got is not None and any(got == _origin_tuple(a) for a in allowed)
 

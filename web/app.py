@@ -16,7 +16,7 @@ from hub.ops.intake import Intake
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
-from web.errors import errors_middleware
+from web.errors import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, errors_middleware
 from web.gate import SignedScripts
 from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SIGNED
 from web.metrics import Metrics
@@ -26,9 +26,11 @@ from web.routes import setup_routes
 MAX_BODY = 1024 * 1024
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> web.Application:
+    """``body_timeout``: seconds a request body may take to arrive (web/errors.py)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[SETTINGS] = settings
+    app[BODY_TIMEOUT] = body_timeout
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_cassandra)

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.config import AppSettings
-from hub.domain.activity import decode_json, parse_activities_body, validate_user_id
+from hub.domain.activity import decode_json, parse_activities_body, validate_id, validate_user_id
 from hub.domain.tokens import issue_token
 from hub.errors import InvalidRequest
 from hub.ops import follow as follow_ops
@@ -17,6 +17,7 @@ from hub.ops import intake
 from hub.ops.intake import Incoming
 from web.keys import HUB, INTAKE, METRICS
 from web.signed import Prepared, signed, signed_claiming
+from web.views.params import query_cursor, query_int
 
 MAX_COPY = 1000
 
@@ -60,7 +61,11 @@ async def post_activities(request: web.Request, app: AppSettings, incoming: Inco
 @signed
 async def delete_activity(request: web.Request, app: AppSettings, body: bytes) -> tuple[int, Any]:
     activity_id = request.match_info.get("id")
+    if activity_id:
+        activity_id = validate_id(activity_id, "id")
     foreign_id = request.query.get("foreign_id")
+    if foreign_id is not None:
+        foreign_id = validate_id(foreign_id, "foreign_id")
     if not activity_id and not foreign_id:
         raise InvalidRequest("give the activity id in the path or ?foreign_id=", field="foreign_id")
     deleted = await intake.delete(request.app[HUB], app.id, activity_id or None, foreign_id)
@@ -91,8 +96,9 @@ async def delete_follow(request: web.Request, app: AppSettings, body: bytes) -> 
 
 async def _follow_list(request: web.Request, app: AppSettings, direction: str) -> tuple[int, Any]:
     user = validate_user_id(request.match_info["user"], "user")
-    limit = _query_int(request, "limit", 25, 1, 100)
-    cursor = request.query.get("cursor") or None
+    limit = query_int(request, "limit", 25, 1, 100)
+    raw_cursor = query_cursor(request, "cursor")  # a user id (the last of the page before)
+    cursor = validate_user_id(raw_cursor, "cursor") if raw_cursor is not None else None
     users, nxt = await request.app[HUB].follows.page(app.id, user, direction, limit, cursor)
     return 200, {"results": users, "next": nxt}
 
@@ -116,11 +122,3 @@ async def post_token(request: web.Request, app: AppSettings, body: bytes) -> tup
         raise InvalidRequest("ttl must be an integer number of seconds", field="ttl")
     return 200, {"token": issue_token(app.id, app.key, user, ttl, now=int(time.time()))}
 
-
-def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise InvalidRequest(f"{name} must be an integer from {lo} to {hi}", field=name)
-    return int(raw)

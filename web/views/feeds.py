@@ -8,12 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from hub.config import AppSettings, FeedGroup
-from hub.domain.activity import decode_json, validate_user_id
+from hub.domain.activity import decode_json, validate_id, validate_user_id
 from hub.domain.tokens import TokenClaims, verify_token
 from hub.errors import BadToken, Forbidden, InvalidRequest
 from hub.ops import reads
+from hub.ops.rebuild import ensure_built
 from web.keys import HUB, SETTINGS
 from web.signed import read_body, signed
+from web.views.params import query_cursor, query_int
 
 MAX_MARK_IDS = 1000
 
@@ -60,22 +62,19 @@ def _feed(request: web.Request) -> tuple[FeedGroup, str]:
 
 
 def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "25")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise InvalidRequest("limit must be an integer from 1 to 100", field="limit")
-    return int(raw)
+    return query_int(request, "limit", 25, 1, 100)
 
 
 async def get_feed(request: web.Request) -> web.Response:
     app, group, user = _own_feed(request)
-    page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), request.query.get("id_lt"))
+    page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), query_cursor(request, "id_lt"))
     return web.Response(body=page.to_bytes(), content_type="application/json")
 
 
 @signed
 async def app_get_feed(request: web.Request, app: AppSettings, body: bytes) -> tuple[int, Any]:
     group, user = _feed(request)
-    page = await reads.read_feed(request.app[HUB], app.id, group, user, _limit(request), request.query.get("id_lt"))
+    page = await reads.read_feed(request.app[HUB], app.id, group, user, _limit(request), query_cursor(request, "id_lt"))
     return 200, page.to_json()
 
 
@@ -97,12 +96,20 @@ async def _mark(request: web.Request, kind: str) -> web.Response:
         ids = None
     elif "ids" in data and "all" not in data:
         raw = data["ids"]
-        if not isinstance(raw, list) or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in raw):
+        if not isinstance(raw, list):
             raise InvalidRequest("ids must be a list of entry ids", field="ids")
         if len(raw) > MAX_MARK_IDS:
             raise InvalidRequest(f"at most {MAX_MARK_IDS} ids at once", field="ids")
+        for i in raw:  # strings of text: no control characters, no lone surrogate ("\ud800")
+            validate_id(i, "ids")
         ids = raw
     else:
         raise InvalidRequest('send {"ids": [...]} or {"all": true}', field="body")
+    if ids == []:
+        # Nothing to mark: answer the counts as they are (a client marking what it shows
+        # may show nothing), without a write or a counts push.
+        hub = request.app[HUB]
+        await ensure_built(hub, app, group, user)
+        return web.json_response(await reads.feed_counts(hub, app, group, f"{group.name}:{user}"))
     counts = await reads.mark(request.app[HUB], app, group, user, kind, ids)
     return web.json_response(counts)
