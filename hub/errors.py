@@ -1,7 +1,7 @@
 """Domain errors.
 
 Every error the hub can report to a client is a :class:`HubError` carrying one of
-the contract's error codes. The HTTP status for each code lives in ``web/`` (one
+the error codes of docs/api.md (Errors). The HTTP status for each code lives in ``web/`` (one
 place); the domain only says *what* went wrong.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class HubError(Exception):
-    """An error with a contract code, a human message and optionally the field at fault."""
+    """An error with a public code (docs/api.md), a human message and optionally the field at fault."""
 
     code = "invalid_request"
 

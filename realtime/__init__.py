@@ -1,4 +1,4 @@
-"""The websocket gateway (contract section 5), mounted on the one ``hub serve`` app.
+"""The websocket gateway (docs/api.md, Websocket), mounted on the one ``hub serve`` app.
 
 Compose it where the app is built (cli ``_serve``, tests)::
 

@@ -1,4 +1,4 @@
-"""The websocket gateway, ``GET /v1/realtime?token=`` (contract section 5).
+"""The websocket gateway, ``GET /v1/realtime?token=`` (docs/api.md, Websocket).
 
 - realtime/handshake.py: token and Origin checks;
 - realtime/conn.py: one socket, its bounded send queue (a full queue drops that client,

@@ -22,7 +22,7 @@ from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SI
 from web.metrics import Metrics
 from web.routes import setup_routes
 
-# Bodies above this are refused before they are read (contract: 413 too_large).
+# Bodies above this are refused before they are read (docs/api.md, Errors: 413 too_large).
 MAX_BODY = 1024 * 1024
 
 

@@ -1,6 +1,6 @@
 """The one place where errors become HTTP answers.
 
-Every error leaves as ``{"error": {"code", "message", "field"?}}`` (contract section 4):
+Every error leaves as ``{"error": {"code", "message", "field"?}}`` (docs/api.md, Errors):
 domain errors with their own code, aiohttp's 404/405/413, a body that is malformed on the
 wire (a ``Content-Encoding`` that does not decode) or that trickles in (400
 ``invalid_request``), and a dependency outage (503 ``unavailable``, see

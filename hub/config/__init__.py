@@ -1,7 +1,7 @@
 """Configuration: ``config.toml`` read once into frozen dataclasses.
 
 Nothing here is global: :func:`load_settings` returns a :class:`Settings` that callers
-pass down explicitly. Environment variables override the file (contract section 1). Any
+pass down explicitly. Environment variables override the file (README.md, Configuration). Any
 bad value raises :class:`~hub.errors.ConfigError`, whose message is the single line the
 operator sees.
 """

@@ -1,6 +1,6 @@
 """Reading ``config.toml`` and the environment into :class:`~hub.config.settings.Settings`.
 
-Environment variables override the file (contract section 1). Every value is checked
+Environment variables override the file (README.md, Configuration). Every value is checked
 here, so a bad one fails at start-up with a :class:`~hub.errors.ConfigError` naming the
 key, not later in whatever first uses it.
 """

@@ -1,4 +1,4 @@
-"""Validation of incoming activities (contract section 3).
+"""Validation of incoming activities (docs/api.md, Activities).
 
 Two shapes are accepted. The hub's own::
 
@@ -75,7 +75,7 @@ def validate_id(value: object, field: str, *, error: Error = InvalidRequest) -> 
 
 
 def validate_user_id(value: object, field: str, *, error: Error = InvalidRequest) -> str:
-    """A user id as the app names its users (contract section 2)."""
+    """A user id as the app names its users (docs/api.md, Concepts)."""
     return validate_id(value, field, error=error)
 
 

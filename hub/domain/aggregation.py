@@ -78,7 +78,7 @@ class Group:
 
 
 def to_entry(group: Group, is_seen: bool = False, is_read: bool | None = None) -> dict[str, Any]:
-    """The contract's JSON entry; ``is_read`` is left out when None (aggregated feeds)."""
+    """The JSON entry of docs/api.md (Entries); ``is_read`` is left out when None (aggregated feeds)."""
     entry: dict[str, Any] = {
         "id": group.id, "group": group.key, "verb": group.verb,
         "activities": [a.to_json() for a in group.activities],

@@ -1,4 +1,4 @@
-"""The Activity Streams 2.0 shape of an incoming activity (contract section 3).
+"""The Activity Streams 2.0 shape of an incoming activity (docs/api.md, Activities).
 
 A document with ``type`` or ``@context`` is read as AS2 and mapped onto the hub's own
 fields (:class:`~hub.domain.activity.ActivityInput`) as follows:

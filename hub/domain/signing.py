@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures for app calls (contract section 4).
+"""Standard Webhooks signatures for app calls (docs/api.md, Authentication).
 
 The signed content is ``"{webhook-id}.{webhook-timestamp}.{body}"``; the signature is
 ``v1,`` followed by the base64 HMAC-SHA256 of it under the app's key (the bytes behind

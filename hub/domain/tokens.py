@@ -1,4 +1,4 @@
-"""User tokens: HS256 JWTs keyed with the app's signing key (contract section 4).
+"""User tokens: HS256 JWTs keyed with the app's signing key (docs/api.md, Authentication).
 
 Claims: ``app`` (the app id, used to pick the key), ``sub`` (the user), ``exp`` and
 ``iat``. Apps may mint tokens themselves with their secret, so only ``app``, ``sub``
@@ -31,7 +31,7 @@ MAX_TOKEN_LENGTH = 8192
 class _HS256(HMACAlgorithm):
     """HS256 without PyJWT's short-key warning.
 
-    The contract fixes the key as the bytes behind ``whsec_`` (config accepts 16 and
+    docs/api.md fixes the key as the bytes behind ``whsec_`` (config accepts 16 and
     more), so a key shorter than 32 bytes is expected here, not a mistake to warn about
     on every request.
     """

@@ -1,6 +1,6 @@
 """Fan-out on write: plan per activity, write per chunk of followers.
 
-Guarantees (contract section 6): every step is idempotent (feed adds are set adds, job
+Guarantees (docs/api.md, Guarantees): every step is idempotent (feed adds are set adds, job
 ids are deterministic), so a worker killed at any point is recovered by re-running the
 interrupted job: no entry is lost and none is duplicated. Authors above the celebrity
 threshold are not fanned out; readers pull their activities.

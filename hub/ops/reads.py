@@ -242,7 +242,7 @@ def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str,
 def group_entry_json(
     st: GroupState, activities: Sequence[dict[str, Any]], marks: dict[str, str], notification: bool
 ) -> dict[str, Any]:
-    """The contract entry of a group from its newest activities as JSON (newest first)."""
+    """The entry of a group (docs/api.md, Entries) from its newest activities as JSON (newest first)."""
     by_id = sorted(st.members.items(), reverse=True)
     actors: list[str] = []
     for _, actor in by_id:

@@ -1,4 +1,4 @@
-"""Feed change log and live publish, for the websocket gateway (contract section 5).
+"""Feed change log and live publish, for the websocket gateway (docs/api.md, Websocket).
 
 Every change to a cached feed that someone is (or recently was) connected to gets a
 cursor from a per-feed Redis Stream, ``<prefix>:<app>:cs:<feed>`` (the stream entry id

@@ -12,7 +12,7 @@ Layout per feed (``Keys.base`` + ...):
 
 Each set holds the sentinel member ``!`` (sorts before every id): it means "this feed is
 cached, fan-out may write here". Fan-out never creates a feed: a feed that is not cached
-is rebuilt from Cassandra when read, which is how Redis stays a cache (contract section 6).
+is rebuilt from Cassandra when read, which is how Redis stays a cache (docs/api.md, Guarantees).
 ``:ok:<feed>`` is set once a rebuild has finished; a feed without it is rebuilt again.
 
 Page cache: a hot aggregated read renders 25 group entries from their states and bodies,
@@ -93,7 +93,7 @@ _MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
 
 @dataclass(frozen=True)
 class GroupState:
-    """An aggregated group as cached: enough to build the contract entry exactly."""
+    """An aggregated group as cached: enough to build its entry (docs/api.md, Entries) exactly."""
 
     id: str
     key: str

@@ -1,6 +1,6 @@
 """Redis clients and key naming.
 
-Redis is a cache and a transport (contract section 6): everything here can be rebuilt
+Redis is a cache and a transport (docs/api.md, Guarantees): everything here can be rebuilt
 from Cassandra. Every key starts with ``<prefix>:<app>:`` so several hubs or test runs
 share one server without flushing each other.
 """

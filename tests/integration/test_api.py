@@ -1,6 +1,6 @@
-"""The signed app API against real Redis and Cassandra (contract sections 3, 4 and 6).
+"""The signed app API against real Redis and Cassandra (docs/api.md: Activities, Routes, Guarantees).
 
-Every bad input must get the contract's status and error code, never a 5xx; replay and
+Every bad input must get the status and error code of docs/api.md, never a 5xx; replay and
 ``foreign_id`` retries store nothing twice; a 202 means the activity is durable and its
 fan-out queued; deletes leave every feed the activity reached.
 """

@@ -1,6 +1,6 @@
 """kill -9 a real worker process in the middle of a fan-out to 5,000 followers.
 
-Contract section 6: a crash of any worker at any moment loses no fan-out and duplicates
+docs/api.md, Guarantees: a crash of any worker at any moment loses no fan-out and duplicates
 no entry. arq keeps a job in its queue until it finishes; the killed worker's jobs are
 picked up again once their in-progress marker expires (job timeout + 10 s in arq), and
 every fan-out step is idempotent.

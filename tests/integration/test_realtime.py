@@ -1,4 +1,4 @@
-"""The websocket gateway against real Redis and Cassandra (contract section 5)."""
+"""The websocket gateway against real Redis and Cassandra (docs/api.md, Websocket)."""
 
 from __future__ import annotations
 

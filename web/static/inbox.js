@@ -1,5 +1,5 @@
 // The live inbox: reads the notification feed over HTTP, follows it over the websocket,
-// and resumes with `since` after the network drops (contract sections 4 and 5).
+// and resumes with `since` after the network drops (docs/api.md, Routes and Websocket).
 (function () {
   "use strict";
   const params = new URLSearchParams(location.search);

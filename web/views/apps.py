@@ -1,4 +1,4 @@
-"""Signed app calls: activities, follows, follower lists and tokens (contract section 4)."""
+"""Signed app calls: activities, follows, follower lists and tokens (docs/api.md, Routes)."""
 
 from __future__ import annotations
 
