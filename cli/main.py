@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     _tune_gc()
     realtime.setup(app, settings, get_hub=lambda a: a[HUB])
-    # Not web.run_app: web/server.py answers aiohttp's own protocol errors in the contract's shape.
+    # Not web.run_app: web/server.py answers aiohttp's own protocol errors in the error shape of docs/api.md.
     serve(app, settings.server.host, port)
     return 0
 

@@ -1,4 +1,4 @@
-"""The HTTP server around the app: aiohttp's own errors in the contract's shape.
+"""The HTTP server around the app: aiohttp's own errors in the error shape of docs/api.md.
 
 aiohttp answers a request its parser refuses (a header over 8,190 bytes or with a NUL, a
 bad request line, an unsupported ``Content-Encoding`` such as ``br``) before any
@@ -23,7 +23,7 @@ from aiohttp.web_request import BaseRequest
 
 log = logging.getLogger(__name__)
 
-# Status -> contract code for what aiohttp answers itself (its parser says 400 or 413).
+# Status -> error code (docs/api.md) for what aiohttp answers itself (its parser says 400 or 413).
 _CODES = {413: "too_large", 431: "invalid_request"}
 
 
@@ -40,7 +40,7 @@ def error_body(status: int, message: str | None) -> bytes:
 
 
 class JsonErrorHandler(RequestHandler):
-    """aiohttp's connection handler, answering its own errors in the contract's shape."""
+    """aiohttp's connection handler, answering its own errors in the error shape of docs/api.md."""
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

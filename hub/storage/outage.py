@@ -2,7 +2,7 @@
 
 The exceptions redis-py and cassandra-driver raise when Redis or Cassandra does not
 answer (refused, reset, timed out, no host). The web app's error middleware and the
-websocket gateway turn them into the contract's ``unavailable`` (HTTP 503, or an error
+websocket gateway turn them into the public ``unavailable`` (HTTP 503, or an error
 frame): a client may retry. A malformed command or statement (``ResponseError``,
 ``InvalidRequest``) is a bug, not an outage, and is not in this list.
 """
@@ -26,7 +26,7 @@ DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
 
 
 def as_unavailable(exc: BaseException) -> Unavailable:
-    """The contract's error for an outage, naming the dependency without internals."""
+    """The public error for an outage (docs/api.md, Errors), naming the dependency without internals."""
     mod = type(exc).__module__
     if mod.startswith("redis"):
         what = "Redis"

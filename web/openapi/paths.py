@@ -128,7 +128,7 @@ def paths() -> dict[str, dict[str, Any]]:
         "/v1/feeds/{group}/{user}/seen": {"post": _user("Mark entries seen", _COUNTS, body=_MARK)},
         "/v1/feeds/{group}/{user}/read": {"post": _user("Mark entries read (and seen)", _COUNTS, body=_MARK)},
         "/v1/realtime": {"get": {
-            "tags": ["realtime"], "summary": "Websocket gateway (contract section 5)",
+            "tags": ["realtime"], "summary": "Websocket gateway (docs/api.md, Websocket)",
             "description": "Upgrade to a websocket carrying JSON text frames: subscribe, unsubscribe and ping "
                            "from the client; subscribed, entry, deleted, counts, pong and error from the server. "
                            "Refused before the upgrade: a bad or expired token (401), an Origin outside the "

@@ -1,6 +1,6 @@
 """The OpenAPI document's components: schemas, shared responses and security schemes.
 
-The schemas describe what the views really accept and answer (contract sections 3 and 4);
+The schemas describe what the views really accept and answer (docs/api.md: Activities, Routes);
 tests/integration/test_openapi.py runs schemathesis against them, so a schema that
 drifts from a view fails the suite.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Contract section 2: 1 to 256 characters, no control characters (C0, DEL, C1).
+# docs/api.md, Concepts: 1 to 256 characters, no control characters (C0, DEL, C1).
 ID_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$"
 GROUP_PATTERN = "^[a-z][a-z0-9_]{0,63}$"
 FEED_ID_PATTERN = "^[a-z][a-z0-9_]{0,63}:[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$"
@@ -38,7 +38,7 @@ _COUNT = {"type": "integer", "minimum": 0}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
-        "description": "Every error the hub answers (contract section 4).",
+        "description": "Every error the hub answers (docs/api.md, Errors).",
         "required": ["error"],
         "additionalProperties": False,
         "properties": {"error": {
