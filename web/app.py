@@ -24,11 +24,16 @@ from web.routes import setup_routes
 
 # Bodies above this are refused before they are read (docs/api.md, Errors: 413 too_large).
 MAX_BODY = 1024 * 1024
+LINGERING_TIME = 2.0
 
 
 def create_app(settings: Settings, *, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> web.Application:
     """``body_timeout``: seconds a request body may take to arrive (web/errors.py)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    # lingering_time: after an answer given before the body was all read (413, a body timed
+    # out), aiohttp reads and drops the rest for this long before closing (default 10 s), so
+    # a client sending its body anyway still gets the answer instead of a reset.
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY,
+                          handler_args={"lingering_time": LINGERING_TIME})
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = body_timeout
     app[METRICS] = Metrics()

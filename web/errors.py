@@ -75,6 +75,11 @@ async def read_whole_body(request: web.Request) -> None:
         raise TooLarge(f"the body is over {limit} bytes", field="body") from None
     except HttpProcessingError as e:
         raise InvalidRequest(f"the body could not be read: {e.message}", field="body") from None
+    except web.RequestPayloadError as e:
+        # The payload parser's error (a Content-Encoding that does not decode, a broken chunk).
+        cause = e.__cause__
+        why = cause.message if isinstance(cause, HttpProcessingError) else "malformed body"
+        raise InvalidRequest(f"the body could not be read: {why}", field="body") from None
 
 
 @web.middleware
