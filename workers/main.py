@@ -2,6 +2,14 @@
 
 ``hub worker`` runs one worker per queue (high and low priority) in one process, sharing
 one set of clients. ``--queue`` limits it to one, for deployments that scale them apart.
+
+A worker outlives its dependencies. Started while Cassandra is down, it waits for it.
+arq's poll loop ends at the first Redis command that fails (a reset connection, a
+restart), so each queue runs in a loop of its own here: when arq's worker ends, it is
+closed, Redis is waited for, and a new worker is built on a new connection pool, with
+backoff between attempts. Jobs that were running are cancelled and run again (every job
+is idempotent). A Cassandra outage does not stop the poll loop at all: the jobs that meet
+it are retried (workers/jobs/fanout.py ``retry_when_down``).
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Function, Worker, func
+from redis.asyncio import ConnectionPool
 
 from hub.config import Settings
 from hub.queue import (
@@ -24,13 +34,13 @@ from hub.queue import (
     PRIORITIES,
     REMOVE,
     SWEEP,
-    arq_redis_settings,
     deserialize,
     queue_name,
     serialize,
 )
-from workers.context import close_hub, open_hub
+from workers.context import close_hub, wait_for_hub
 from workers.jobs import fanout, maintenance
+from workers.resilience import Backoff, Outage, is_dependency_error, sleep_unless, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,15 @@ def functions(settings: Settings) -> list[Function]:
     ]
 
 
-def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burst: bool = False) -> Worker:
+def arq_pool(settings: Settings, priority: str) -> ArqRedis:
+    """A worker's own Redis pool. It connects on first use, and its timeouts bound how
+    long a hung (not refusing) Redis can hold the poll loop."""
+    pool = ConnectionPool.from_url(settings.redis.url, socket_connect_timeout=2, socket_timeout=5)
+    return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
+                    default_queue_name=queue_name(settings.redis, priority))
+
+
+def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: ArqRedis, *, burst: bool = False) -> Worker:
     return Worker(
         functions(settings),
         queue_name=queue_name(settings.redis, priority),
@@ -59,8 +77,7 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burs
         # and every 30 s); one queue runs it, arq's unique cron ids keep it once per tick.
         cron_jobs=[cron(fanout.sweep_pending, name=SWEEP, second={0, 30}, run_at_startup=True)]
         if priority == HIGH else None,
-        # Each worker owns its pool: Worker.close() closes it.
-        redis_settings=arq_redis_settings(settings.redis),
+        redis_pool=pool,
         ctx=ctx,
         burst=burst,
         handle_signals=False,
@@ -78,31 +95,75 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], *, burs
 async def run_workers(
     settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False, stop: asyncio.Event | None = None
 ) -> None:
-    """Run until SIGINT/SIGTERM, until ``stop`` is set, or (``burst``) until the queues are empty."""
-    hub = await open_hub(settings)
-    ctx: dict[str, Any] = {"hub": hub}
-    workers = [build_worker(settings, q, ctx, burst=burst) for q in queues]
+    """Run until SIGINT/SIGTERM, until ``stop`` is set, or (``burst``) until the queues are
+    empty. No dependency outage ends it."""
     if stop is None:
         stop = asyncio.Event()
         if not burst:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(w.async_run()) for w in workers]
-    waiter = asyncio.create_task(stop.wait())
+    hub = await wait_for_hub(settings, stop)
+    if hub is None:
+        return
+    ctx: dict[str, Any] = {"hub": hub}
     try:
         if burst:
-            await asyncio.gather(*tasks)
+            workers = [build_worker(settings, q, ctx, arq_pool(settings, q), burst=True) for q in queues]
+            runs = [asyncio.create_task(w.async_run()) for w in workers]
+            try:
+                await asyncio.gather(*runs)
+            finally:
+                for w, run in zip(workers, runs):
+                    await _dispose(w, run)
         else:
-            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            redis = Outage(f"Redis at {settings.redis.url}")
+            await asyncio.gather(*(_keep_running(settings, q, ctx, stop, redis) for q in queues))
     finally:
-        waiter.cancel()
-        for w in workers:
-            # close() cancels the jobs still running (they are idempotent and will be
-            # re-run) and then gathers them, which re-raises their cancellation.
-            with contextlib.suppress(asyncio.CancelledError):
-                await w.close()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         await close_hub(hub)
+
+
+async def _keep_running(settings: Settings, priority: str, ctx: dict[str, Any], stop: asyncio.Event,
+                        redis: Outage) -> None:
+    """One queue's arq worker, rebuilt whenever it ends, until ``stop`` is set."""
+    loop = asyncio.get_running_loop()
+    backoff = Backoff(first=1.0, cap=30.0, reset_after=60.0)
+    while not stop.is_set():
+        pool = arq_pool(settings, priority)
+        if not await wait_until(pool.ping, redis, stop):
+            await pool.aclose(close_connection_pool=True)
+            return
+        worker = build_worker(settings, priority, ctx, pool)
+        started = loop.time()
+        run = asyncio.create_task(worker.async_run())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([run, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            await _dispose(worker, run)
+        if stop.is_set():
+            return
+        error = None if run.cancelled() else run.exception()
+        if error is not None and is_dependency_error(error):
+            redis.failed(error)
+        else:
+            # A bug, not an outage: say so loudly, and still keep the queue served.
+            log.error("queue %s: the worker ended (%r); starting a new one", priority, error, exc_info=error)
+        await sleep_unless(stop, backoff.delay(ran_for=loop.time() - started))
+
+
+async def _dispose(worker: Worker, run: asyncio.Task[None]) -> None:
+    """Stop a worker and close its pool, whatever state Redis is in.
+
+    Running jobs are cancelled: arq then clears their in-progress marker (if Redis
+    answers) so that they run again at once, else they run again when it expires.
+    """
+    jobs = list(worker.tasks.values())
+    for t in [*jobs, run]:
+        t.cancel()
+    await asyncio.gather(run, *jobs, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await worker.pool.delete(worker.health_check_key)
+    with contextlib.suppress(Exception):
+        await worker.pool.aclose(close_connection_pool=True)

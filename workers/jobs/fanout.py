@@ -10,11 +10,10 @@ from typing import Any, TypeVar
 
 from arq import Retry
 
-from hub.errors import Unavailable
 from hub.ops import fanout
 from hub.storage.pending import minute_bucket
-from hub.storage.redis import REDIS_DOWN
 from workers.context import hub_of
+from workers.resilience import is_dependency_error
 
 T = TypeVar("T")
 
@@ -22,9 +21,13 @@ T = TypeVar("T")
 def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """A dependency outage or a slow run is not a job failure: run it again, with backoff.
 
-    arq fails a job for good when it exceeds its timeout, so the job body gets a deadline
-    a little shorter than that and is retried instead. arq gives up after
-    ``worker.max_tries``; jobs are idempotent, so repeats are safe.
+    Every error that means "Redis or Cassandra is down or busy" counts
+    (workers/resilience.py ``is_dependency_error``); anything else is a bug and fails the
+    job. arq fails a job for good when it exceeds its timeout, so the job body gets a
+    deadline a little shorter than that and is retried instead. Retries wait 2, 4, 8, 16,
+    then 30 s (:func:`retry_delay`); arq gives up after ``worker.max_tries`` runs, so the
+    default 20 ride out an outage of about 8 minutes (:func:`retry_budget`). Jobs are
+    idempotent, so repeats are safe.
     """
 
     @functools.wraps(job)
@@ -32,10 +35,25 @@ def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
         deadline = hub_of(ctx).settings.worker.job_timeout * 0.8
         try:
             return await asyncio.wait_for(job(ctx, *args, **kwargs), deadline)
-        except (Unavailable, asyncio.TimeoutError, *REDIS_DOWN) as e:
-            raise Retry(defer=min(2 ** ctx.get("job_try", 1), 30)) from e
+        except Exception as e:
+            if not is_dependency_error(e):
+                raise
+            raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from e
 
     return wrapper
+
+
+RETRY_CAP_S = 30.0
+
+
+def retry_delay(job_try: int) -> float:
+    """Seconds before the next run of a job whose run number ``job_try`` met an outage."""
+    return min(2.0 ** min(job_try, 16), RETRY_CAP_S)
+
+
+def retry_budget(max_tries: int) -> float:
+    """How long (waits only) a job keeps being retried through an outage before arq fails it."""
+    return sum(retry_delay(t) for t in range(1, max_tries))
 
 # The sweep looks this far back for stored activities whose fan-out was never queued.
 SWEEP_MINUTES = 60
