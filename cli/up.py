@@ -1,8 +1,10 @@
 """``hub up``: from a fresh machine to a running hub.
 
 Starts local Redis and Cassandra unless the configured ones answer, applies the schema,
-then runs ``hub serve`` and ``hub worker`` as child processes. Ctrl-C stops the children
-and the services this command started, and nothing else.
+then runs ``hub serve`` and ``hub worker`` as child processes and supervises them: a child
+that exits is started again after 1 s, then 2, 4, ... up to 30 s while it keeps crashing
+(back to 1 s once it has run for a minute). Ctrl-C (or SIGTERM) stops the children and
+the services this command started, and nothing else.
 """
 
 from __future__ import annotations
@@ -13,10 +15,47 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
+from types import FrameType
 
 from hub import services
 from hub.config import Settings
 from hub.storage.schema import migrate
+from workers.resilience import Backoff
+
+
+@dataclass
+class Child:
+    """One supervised child process."""
+
+    name: str
+    argv: list[str]
+    backoff: Backoff = field(default_factory=lambda: Backoff(first=1.0, cap=30.0, reset_after=60.0))
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def tend(self) -> None:
+        """Notice an exit and schedule the restart; restart when its time has come."""
+        now = time.monotonic()
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                print(f"hub: starting {self.name} again", file=sys.stderr, flush=True)
+                self.start()
+            return
+        code = self.proc.poll() if self.proc is not None else None
+        if code is None:
+            return
+        ran = now - self.started
+        delay = self.backoff.delay(ran_for=ran)
+        print(f"hub: {self.name} exited (code {code}) after {ran:.0f} s; restarting it in {delay:.0f} s",
+              file=sys.stderr, flush=True)
+        self.restart_at = now + delay
 
 
 def up(settings: Settings, *, config: str | None = None) -> int:
@@ -26,39 +65,46 @@ def up(settings: Settings, *, config: str | None = None) -> int:
     except services.ServiceError as e:
         print(f"hub: {e}", file=sys.stderr)
         return 1
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         applied = asyncio.run(migrate(settings.cassandra, progress=print))
         print(f"schema ready ({'applied ' + str(applied) if applied else 'up to date'})")
         base = [sys.executable, "-m", "cli.main"] + (["--config", config] if config else [])
-        children.append(subprocess.Popen([*base, "serve"]))
-        children.append(subprocess.Popen([*base, "worker"]))
+        children = [Child("hub serve", [*base, "serve"]), Child("hub worker", [*base, "worker"])]
+        for c in children:
+            c.start()
         url = f"http://{settings.server.host}:{settings.server.port}"
         if not _wait_ready(url + "/readyz", children, timeout=60):
             print("hub: the server did not become ready; see the messages above", file=sys.stderr)
             return 1
         print(f"\nhub is ready in {time.monotonic() - t0:.1f} s at {url}")
         _print_demo(settings, url)
-        print("Ctrl-C stops everything hub up started.")
-        while all(c.poll() is None for c in children):
+        print("Ctrl-C stops everything hub up started.", flush=True)
+        while True:
+            for c in children:
+                c.tend()
             time.sleep(0.5)
-        print("hub: a child process exited; stopping", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
         return 0
     finally:
-        _stop_children(children)
+        signal.signal(signal.SIGTERM, previous)
+        _stop_children([c.proc for c in children if c.proc is not None])
         for svc in reversed(started):
             svc.stop()
             print(f"stopped {svc.name}")
 
 
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops everything, as Ctrl-C does
+
+
+def _wait_ready(url: str, children: list[Child], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(c.poll() is not None for c in children):
-            return False
+        for c in children:
+            c.tend()
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
