@@ -11,8 +11,12 @@ from hub.config import Settings
 from hub.errors import HubError
 
 
-def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config: str | None = None) -> int:
-    """Run one scenario against its own keyspace and key prefix; print its figures."""
+def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config: str | None = None,
+              soak: dict[str, Any] | None = None) -> int:
+    """Run one scenario against its own keyspace and key prefix; print its figures.
+
+    ``soak``: the soak scenario's options (bench/soak.py's SoakOptions fields); None for
+    its defaults."""
     from bench.common import bench_settings, worker_count
 
     run_id = secrets.token_hex(4)
@@ -32,6 +36,10 @@ def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config:
             from bench.read import run_read
 
             result = run(run_read(s, quick=quick))
+        elif scenario == "soak":
+            from bench.soak import SoakOptions, run_soak
+
+            result = run(run_soak(s, SoakOptions(**{k: v for k, v in (soak or {}).items() if v is not None})))
         elif scenario == "push":
             from bench.push import run_push
 

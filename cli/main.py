@@ -72,8 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(func=_token)
 
     bench = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    bench.add_argument("scenario", choices=["fanout", "intake", "read", "push"])
+    bench.add_argument("scenario", choices=["fanout", "intake", "read", "push", "soak"])
     bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
+    soak = bench.add_argument_group("soak", "the soak scenario's load (defaults: 10 minutes, lines every 30 s, "
+                                    "100 posts/s, 200 reads/s, 200 sockets)")
+    soak.add_argument("--minutes", type=float)
+    soak.add_argument("--interval", type=float, help="seconds between printed lines")
+    soak.add_argument("--posts", type=float, help="posts a second")
+    soak.add_argument("--reads", type=float, help="reads a second")
+    soak.add_argument("--sockets", type=int)
     bench.set_defaults(func=_bench)
     return p
 
@@ -168,7 +175,8 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.main import run_bench
 
-    return run_bench(settings, args.scenario, quick=args.quick, config=args.config)
+    soak = {k: getattr(args, k) for k in ("minutes", "interval", "posts", "reads", "sockets")}
+    return run_bench(settings, args.scenario, quick=args.quick, config=args.config, soak=soak)
 
 
 if __name__ == "__main__":

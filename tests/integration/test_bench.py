@@ -18,10 +18,11 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_bench(scenario: str, **extra_env: str) -> str:
+def run_bench(scenario: str, *args: str, **extra_env: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_BENCH_")} | extra_env
     p = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--config", str(ROOT / "config.toml"), "bench", scenario, "--quick"],
+        [sys.executable, "-m", "cli.main", "--config", str(ROOT / "config.toml"), "bench", scenario,
+         *(args or ["--quick"])],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert p.returncode == 0, f"hub bench {scenario} exited {p.returncode}:\n{p.stdout}\n{p.stderr[-3000:]}"
@@ -74,3 +75,34 @@ def test_bench_push_quick(running_services: list[ManagedService]) -> None:
     assert number(r"frames at ([\d,]+)/s", out) > 0
     assert number(r"sockets, ([\d.]+) KiB RSS each", out) > 0
     assert number(r"([\d,]+) messages/s received at most", out) > 0
+
+
+def test_bench_soak_short(running_services: list[ManagedService]) -> None:
+    """24 s at low rates: a line per 8 s interval with numbers in every column, then the
+    summary with the ceilings and the three targets checked (met or not: the figures are
+    the machine's)."""
+    out = run_bench("soak", "--minutes", "0.4", "--interval", "8", "--posts", "10", "--reads", "20",
+                    "--sockets", "20")
+    lines = [x for x in out.splitlines() if re.match(r"\s+\d+s  post", x)]
+    assert len(lines) == 3, out
+    for line in lines:
+        assert number(r"post \d+/s p50 ([\d.]+) p99", line) > 0
+        assert number(r"post \d+/s p50 [\d.]+ p99 ([\d.]+) ms", line) > 0
+        assert number(r"read \d+/s p50 ([\d.]+) p99", line) > 0
+        assert number(r"read \d+/s p50 [\d.]+ p99 ([\d.]+) ms", line) > 0
+        assert number(r"lag p50 >?([\d.]+) p99", line) >= 0
+        assert number(r"lag p50 >?[\d.]+ p99 >?([\d.]+) ms", line) >= 0
+        assert number(r"\((\d+) samples", line) > 0
+        assert number(r"queue high (\d+) low \d+ max \d+", line) >= 0
+        assert number(r"healthz p50 ([\d.]+) p99", line) > 0
+        for proc in ("server", "worker0", "worker1", "redis", "cassandra"):
+            assert number(rf" {proc} [\d.]+/([\d.]+)", line) > 0  # RSS in MiB
+    assert number(r"posted (\d+)", out) > 0
+    assert number(r"fan-out samples: (\d+)", out) > 0
+    assert number(r"largest group in a follower's timeline_aggregated at the end: (\d+)", out) > 0
+    assert number(r"ceiling before: GET /healthz .*? p99 ([\d.]+) ms", out) > 0
+    assert number(r"ceiling after: .*?pipelined ZADD ([\d,]+)/s", out) > 0
+    assert number(r"post +first minute p50 ([\d.]+)", out) > 0
+    assert number(r"read +first minute .*?: x([\d.]+) /", out) > 0
+    for target in ("fan-out lag p99", "queue depth bounded", "last minute's post and read"):
+        assert re.search(rf"target {target}.*: (met|NOT met)", out), out
