@@ -33,4 +33,4 @@ def setup_routes(app: web.Application) -> None:
 
     r.add_get("/", pages.index)
     r.add_get("/demo", pages.demo)
-    r.add_static("/static/", pages.STATIC)
+    r.add_get("/static/{filename:.+}", pages.static)

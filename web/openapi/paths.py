@@ -30,9 +30,9 @@ _GROUP = _path("group", "a feed group configured in [feeds]", {"type": "string",
 _LIMIT = {"name": "limit", "in": "query", "description": "page size (ASCII digits)",
           "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25}}
 _ID_LT = {"name": "id_lt", "in": "query", "description": "cursor: the next of the previous page",
-          "schema": {"type": "string"}}
+          "schema": {"type": "string", "maxLength": 1024}}
 _CURSOR = {"name": "cursor", "in": "query", "description": "the next of the previous page",
-           "schema": {"type": "string"}}
+           "schema": {"type": "string", "maxLength": 1024}}
 _FOREIGN_ID = {"name": "foreign_id", "in": "query", "description": "the activity's foreign_id",
                "schema": {"type": "string", "pattern": ID_PATTERN}}
 
@@ -145,7 +145,7 @@ def paths() -> dict[str, dict[str, Any]]:
             "tags": ["pages"], "summary": "Static files (scripts, styles)", "security": [],
             "parameters": [_path("filename", "a file under web/static")],
             "responses": {"200": {"description": "the file", "content": {"*/*": {"schema": {}}}},
-                          **_errors(400, 403, 404)},
+                          **_errors(400, 404)},
         }},
         "/openapi.json": {"get": _plain("operations", "This document", {"200": {
             "description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}})},
