@@ -93,6 +93,15 @@ async def test_openapi_json_and_docs_are_served(client) -> None:  # type: ignore
     assert "<script" not in page  # rendered on the server: nothing to fetch from a CDN
 
 
+async def test_static_files_and_missing_ones(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("/static/inbox.css")
+    assert r.status == 200 and r.content_type == "text/css"
+    for path in ("/static/nope.js", "/static/%2e%2e/templates/demo.html", "/static/..%2Fapp.py", "/static/%00"):
+        r = await client.get(path)
+        assert r.status == 404, path
+        assert (await r.json())["error"]["code"] == "not_found"
+
+
 # --- schemathesis ----------------------------------------------------------------------
 
 
