@@ -85,6 +85,7 @@ async def docs(request: web.Request) -> web.Response:
     return render(
         "docs.html", title="hub API", doc=doc, ops=ops, ref_name=_ref_name, responses=responses,
         pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False),
+        compact=lambda v: json.dumps(v, separators=(", ", ": "), ensure_ascii=False),
     )
 
 
