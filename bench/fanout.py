@@ -115,9 +115,9 @@ class Checker:
             part = users[i : i + 1000]
             pipe = r.pipeline(transaction=False)
             for u in part:
-                pipe.hvals(k.agg_state(f"timeline_aggregated:{u}"))
-            for u, states in zip(part, await pipe.execute()):
-                if sum(len(json.loads(st)["m"]) for st in states) >= self.expected:
+                pipe.zcard(k.agg_members(f"timeline_aggregated:{u}"))  # one member per activity held
+            for u, held in zip(part, await pipe.execute()):
+                if held >= self.expected:
                     self.agg.discard(u)
 
     async def verify(self, r: Any, followers: list[str], ids: set[str]) -> list[str]:
@@ -129,13 +129,13 @@ class Checker:
             pipe = r.pipeline(transaction=False)
             for u in part:
                 pipe.zrange(k.feed(f"timeline:{u}"), 0, -1)
-                pipe.hvals(k.agg_state(f"timeline_aggregated:{u}"))
+                pipe.zrange(k.agg_members(f"timeline_aggregated:{u}"), 0, -1)
             res = await pipe.execute()
             for j, u in enumerate(part):
                 flat = set(res[2 * j]) - {"!"}
                 agg: set[str] = set()
-                for st in res[2 * j + 1]:
-                    agg.update(json.loads(st)["m"])
+                for m in res[2 * j + 1]:  # "<group id>|<activity id>|<actor>"
+                    agg.add(m.split("|", 2)[1])
                 if flat != ids or agg != ids:
                     bad.append(u)
         return bad

@@ -3,7 +3,8 @@
 A change message names ids only; the entry (flat: the activity, aggregated: its group as
 the read API shows it) and the feed's counts are read from Redis when the frame is built.
 
-``frame_parts`` is the dispatcher's path: group states, marks and both counts in one
+``frame_parts`` is the dispatcher's path: group summaries (counts, newest actors and
+ids, each O(log n) in Redis whatever the group's size), marks and both counts in one
 pipelined round trip, then the bodies in one MGET (aggregated feeds), instead of five
 dependent round trips. Each round trip on a busy event loop costs a scheduling delay,
 which is what 202-to-frame latency is made of.
@@ -12,14 +13,13 @@ which is what 202-to-frame latency is made of.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.activity import split_feed_id
-from hub.ops.reads import MAX_GROUP_ACTIVITIES, group_entry
-from hub.storage.feedcache import GroupState
+from hub.ops.reads import MAX_GROUP_ACTIVITIES, MAX_GROUP_ACTORS, group_entry
+from hub.storage.feedcache import GroupSummary, parse_summaries
 from hub.storage.marks import COUNT_LUA, KINDS
 
 _COUNT = COUNT_LUA + "return count(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1')\n"
@@ -41,26 +41,19 @@ class FeedView:
         if not group.is_aggregated:
             bodies = await self.hub.activities.get_many(app, ids)
             return {i: bodies[i].to_json() for i in ids if i in bodies}
-        k = self.hub.feeds.keys(app)
-        raws = await self.hub.redis.hmget(k.agg_state(feed), ids)
-        states = []
-        for gid, raw in zip(ids, raws):
-            if raw:
-                st = json.loads(raw)
-                states.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
+        states = await self.hub.feeds.summaries(app, feed, ids, MAX_GROUP_ACTIVITIES, MAX_GROUP_ACTORS)
         if not states:
             return {}
         marks = await self.hub.marks.load(app, feed)
         return await self._groups(app, group, states, marks)
 
-    async def _groups(self, app: str, group: FeedGroup, states: list[GroupState],
+    async def _groups(self, app: str, group: FeedGroup, states: list[GroupSummary],
                       marks: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not states:
             return {}
-        newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in states}
-        bodies = await self.hub.activities.get_many(app, [i for v in newest.values() for i in v])
+        bodies = await self.hub.activities.get_many(app, [i for st in states for i in st.newest])
         notification = group.kind == "notification"
-        return {st.id: group_entry(st, [bodies[i] for i in newest[st.id] if i in bodies], marks, notification)
+        return {st.id: group_entry(st, [bodies[i] for i in st.newest if i in bodies], marks, notification)
                 for st in states}
 
     async def frame_parts(self, app: str, feed: str, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -73,7 +66,7 @@ class FeedView:
         mk = k.marks(feed)
         pipe = self.hub.redis.pipeline(transaction=False)
         if agg:
-            pipe.hmget(k.agg_state(feed), ids)
+            await self.hub.feeds.queue_summaries(pipe, app, feed, ids, MAX_GROUP_ACTIVITIES, MAX_GROUP_ACTORS)
         pipe.hgetall(mk)
         for kind in KINDS:
             await self._count(keys=[order, mk, k.agg_state(feed) if agg else order], args=[kind, "1" if agg else "0"],
@@ -90,12 +83,7 @@ class FeedView:
         if not agg:
             bodies = await self.hub.activities.get_many(app, ids)
             return {i: bodies[i].to_json() for i in ids if i in bodies}, counts
-        states = []
-        for gid, raw in zip(ids, raws or []):
-            if raw:
-                st = json.loads(raw)
-                states.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
-        return await self._groups(app, group, states, marks), counts
+        return await self._groups(app, group, parse_summaries(raws or []), marks), counts
 
     async def counts(self, app: str, feed: str) -> dict[str, int]:
         group = self.group(feed)

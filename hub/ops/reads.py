@@ -25,10 +25,9 @@ from hub.domain.ids import ID_LENGTH, is_valid_id
 from hub.domain.models import Activity
 from hub.errors import InvalidRequest
 from hub.ops import feedpage
-from hub.ops.feedpage import _verb_time
 from hub.ops.rebuild import ensure_built, rebuild
 from hub.storage.changes import publish_counts
-from hub.storage.feedcache import SENTINEL, GroupState, GroupSummary
+from hub.storage.feedcache import SENTINEL, GroupSummary
 from hub.storage.marks import is_marked
 
 MAX_GROUP_ACTIVITIES = 15
@@ -125,8 +124,9 @@ async def _read_feed_steps(hub: Hub, app: str, group: FeedGroup, user: str, limi
     await ensure_built(hub, app, group, user)
     await hub.follows.touch_active(app, user, time.time())
     if group.is_aggregated:
-        states = await hub.feeds.groups(app, feed, limit + 1, cursor)
-        results, nxt = await _groups_page_from(hub, app, group, states, await hub.marks.load(app, feed), limit)
+        groups = await hub.feeds.page_groups(app, feed, limit + 1, cursor, MAX_GROUP_ACTIVITIES, MAX_GROUP_ACTORS)
+        marks = await hub.marks.load(app, feed)
+        results, nxt = await _summaries_page(hub, app, group, feed, groups, marks, limit, {}, "")
     else:
         results, nxt = await _flat_page(hub, app, group, user, limit, cursor)
     counts = await feed_counts(hub, app, group, feed)
@@ -190,31 +190,13 @@ def _after(activity_id: str) -> str:
     return activity_id + "~"
 
 
-async def _groups_page_from(
-    hub: Hub, app: str, group: FeedGroup, states: list[GroupState], marks: dict[str, str], limit: int,
-    cached: dict[str, str] | None = None,
-) -> tuple[list[str], str | None]:
-    page, more = states[:limit], len(states) > limit
-    newest = {st.id: sorted(st.members, reverse=True)[:MAX_GROUP_ACTIVITIES] for st in page}
-    bodies = await _bodies(hub, app, [i for ids in newest.values() for i in ids], cached)
-    notification = group.kind == "notification"
-    results = []
-    for st in page:
-        texts = [bodies[i] for i in newest[st.id] if i in bodies]
-        # Only verb and time are read; the activities go out as stored texts.
-        entry = group_entry_json(st, [_verb_time(t) for t in texts], marks, notification)
-        entry["activities"] = []
-        results.append(_compact(entry).replace('"activities":[]', f'"activities":[{",".join(texts)}]', 1))
-    return results, (page[-1].cursor if more and page else None)
-
-
 async def _summaries_page(
     hub: Hub, app: str, group: FeedGroup, feed: str, groups: list[GroupSummary], marks: dict[str, str], limit: int,
     cached: dict[str, str], token: str,
 ) -> tuple[list[str], str | None]:
-    """:func:`_groups_page_from` for the read script's group summaries: the same entries,
-    written straight to JSON text (the per-member work was done inside Redis). A first
-    page (``token``) whose bodies were all cached is kept in the page cache."""
+    """A page of group entries (:func:`group_entry_json`'s, written straight to JSON text)
+    from the groups' summaries: the per-member work was done inside Redis. A first page
+    (``token``) whose bodies were all cached is kept in the page cache."""
     page, more = groups[:limit], len(groups) > limit
     ids = [i for g in page for i in g.newest]
     bodies, complete = cached, all(i in cached for i in ids)
@@ -235,26 +217,21 @@ _TOKEN = f"{os.getpid():x}.{secrets.token_hex(4)}."
 _tokens = itertools.count()
 
 
-def group_entry(st: GroupState, activities: Sequence[Activity], marks: dict[str, str], notification: bool) -> dict[str, Any]:
+def group_entry(st: GroupSummary, activities: Sequence[Activity], marks: dict[str, str],
+                notification: bool) -> dict[str, Any]:
     return group_entry_json(st, [a.to_json() for a in activities], marks, notification)
 
 
 def group_entry_json(
-    st: GroupState, activities: Sequence[dict[str, Any]], marks: dict[str, str], notification: bool
+    st: GroupSummary, activities: Sequence[dict[str, Any]], marks: dict[str, str], notification: bool
 ) -> dict[str, Any]:
-    """The entry of a group (docs/api.md, Entries) from its newest activities as JSON (newest first)."""
-    by_id = sorted(st.members.items(), reverse=True)
-    actors: list[str] = []
-    for _, actor in by_id:
-        if actor not in actors:
-            actors.append(actor)
-            if len(actors) == MAX_GROUP_ACTORS:
-                break
+    """The entry of a group (docs/api.md, Entries) from its summary and its newest
+    activities as JSON (newest first); :mod:`hub.ops.feedpage` writes the same as text."""
     entry: dict[str, Any] = {
         "id": st.id, "group": st.key,
         "verb": activities[0]["verb"] if activities else st.key.split(":", 1)[0],
         "activities": list(activities),
-        "activity_count": len(st.members), "actor_count": len(set(st.members.values())), "actors": actors,
+        "activity_count": st.activity_count, "actor_count": st.actor_count, "actors": list(st.actors),
         "created_at": st.created_at,
         # Times are written in one fixed-width form (format_time), so the text max is the time max.
         "updated_at": max(a["time"] for a in activities) if activities else st.created_at,
@@ -280,9 +257,9 @@ async def mark(
     await ensure_built(hub, app, group, user)
     kinds = ("seen", "read") if kind == "read" else ("seen",)
     if ids is None:
-        top = await (hub.feeds.groups(app, feed, 1) if group.is_aggregated else hub.feeds.flat_ids(app, feed, 1))
+        top = await (hub.feeds.page_groups(app, feed, 1) if group.is_aggregated else hub.feeds.flat_ids(app, feed, 1))
         if top:
-            watermark = top[0].newest_id if isinstance(top[0], GroupState) else str(top[0])
+            watermark = top[0].newest_id if isinstance(top[0], GroupSummary) else str(top[0])
             existing = await hub.marks.load(app, feed)
             for k in kinds:
                 await hub.marks.mark(app, feed, k, {"*": watermark})

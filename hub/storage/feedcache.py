@@ -4,25 +4,50 @@ Layout per feed (``Keys.base`` + ...):
 
 - flat feed: ``:f:<feed>``, a sorted set of activity ids, all scores 0, so it is ordered
   by id (= time) and paged with ZREVRANGEBYLEX;
-- aggregated feed: ``:g:<feed>``, a sorted set of ``<newest id>|<group id>`` (order and
-  paging), and ``:gs:<feed>``, a hash group id -> JSON state ``{"k": key, "m": {activity
-  id: actor}, "c": created_at, "n": newest id}``. ``m`` keeps counts exact; bodies come
-  from the activity cache. ``:gp:<feed>`` holds its first page as last rendered (the
-  page cache, below).
+- aggregated feed (every sorted set with all scores 0, so ordered by member text):
 
-Each set holds the sentinel member ``!`` (sorts before every id): it means "this feed is
-cached, fan-out may write here". Fan-out never creates a feed: a feed that is not cached
-is rebuilt from Cassandra when read, which is how Redis stays a cache (docs/api.md, Guarantees).
-``:ok:<feed>`` is set once a rebuild has finished; a feed without it is rebuilt again.
+  - ``:ag:<feed>`` order: ``<newest id>|<group id>`` per group (order and paging);
+  - ``:as:<feed>`` states: hash group id -> ``{"k": key, "c": created_at, "n": newest id}``;
+  - ``:am:<feed>`` members: ``<group id>|<activity id>|<actor>`` for every activity of
+    every group, so one group is one contiguous lex range: ZADD answers whether an add
+    is new (idempotency), ZLEXCOUNT gives ``activity_count`` and ZREVRANGEBYLEX with
+    LIMIT the newest 15, each in O(log n);
+  - ``:aa:<feed>`` actors: ``<group id>|<the actor's newest id in it>|<actor>`` per actor
+    of a group: ZLEXCOUNT gives ``actor_count``, ZREVRANGEBYLEX the newest 5 distinct;
+  - ``:an:<feed>`` actor counts: hash ``<group id>|<actor>`` -> ``<newest id>|<count>``,
+    so a delete knows whether the actor stays in the group and where its entry in
+    ``:aa:`` is;
+  - ``:ap:<feed>`` the first page as last rendered (the page cache, below).
 
-Page cache: a hot aggregated read renders 25 group entries from their states and bodies,
-which cost more CPU in Redis (decoding the states) and in the server (building the
-entries) than anything else of a read. The rendered first page is therefore kept in
-``:gp:<feed>`` (for ``PAGE_TTL``) without the parts that depend on marks, which are
-applied at every read. Every script that changes the feed's groups deletes it, and a
-reader stores its page only if no change happened since it read the states (the read
-script reserves the key, a change deletes the reservation). So the page is a function of
-the groups and bodies it was rendered from, exactly as a fresh render would be.
+  Why: a group's state used to hold every member (``{"m": {id: actor}}``), so every add
+  decoded and encoded it, in time proportional to the group's size (``{verb}:{day}``
+  groups grow to thousands; issue 18). Now an add is a constant number of O(log n) calls
+  whatever the group's size, and the state stays a few dozen bytes. A delete is O(log n)
+  too, except when it removes an actor's newest activity in the group: then the members
+  are scanned back to that actor's previous one. Trimming a group (``max_length``) or
+  emptying it removes its members, actors and counts with it (O(its size), once).
+  Memory is one member per activity held, which exact counts under idempotent re-adds
+  need; every other key is bounded by the number of groups (``max_length``).
+
+  These key names are new with this layout: caches written by an older hub (``:g:``,
+  ``:gs:``, ``:gp:``) are simply not read, so after a deploy each aggregated feed is
+  rebuilt from Cassandra when next read, as after a flush; a rebuild or drop deletes the
+  old keys of that feed (``Keys.legacy_agg``).
+
+Each order set holds the sentinel member ``!`` (sorts before every id): it means "this
+feed is cached, fan-out may write here". Fan-out never creates a feed: a feed that is
+not cached is rebuilt from Cassandra when read, which is how Redis stays a cache
+(docs/api.md, Guarantees). ``:ok:<feed>`` is set once a rebuild has finished; a feed
+without it is rebuilt again.
+
+Page cache: a hot aggregated read renders 25 group entries from their summaries and
+bodies, which cost more CPU in Redis and in the server (building the entries) than
+anything else of a read. The rendered first page is therefore kept in ``:ap:<feed>``
+(for ``PAGE_TTL``) without the parts that depend on marks, which are applied at every
+read. Every script that changes the feed's groups deletes it, and a reader stores its
+page only if no change happened since it read the groups (the read script reserves the
+key, a change deletes the reservation). So the page is a function of the groups and
+bodies it was rendered from, exactly as a fresh render would be.
 
 Guarantees: adds are idempotent (an id is added once per feed), trimming keeps the newest
 ``max_length`` entries, and one script call is atomic, so concurrent fan-outs interleave
@@ -93,7 +118,9 @@ _MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
 
 @dataclass(frozen=True)
 class GroupState:
-    """An aggregated group as cached: enough to build its entry (docs/api.md, Entries) exactly."""
+    """An aggregated group with every member (activity id -> actor): for checks and tools
+    (:meth:`FeedCache.groups`), O(size of the group). Entries are built from
+    :class:`GroupSummary`."""
 
     id: str
     key: str
@@ -113,6 +140,7 @@ class FeedCache:
         self._flat_add = redis.register_script(feedscripts.FLAT_ADD)
         self._agg_add = redis.register_script(feedscripts.AGG_ADD)
         self._agg_remove = redis.register_script(feedscripts.AGG_REMOVE)
+        self._summaries = redis.register_script(feedscripts.GROUP_SUMMARIES)
         self._flat_remove = redis.register_script(feedscripts.FLAT_REMOVE)
         self._channel = channel(prefix)
         self._read = redis.register_script(feedscripts.READ)
@@ -126,6 +154,13 @@ class FeedCache:
 
     def _notify_args(self, k: Keys) -> list[object]:
         return [time.time(), k.app, k.base, self._channel]
+
+    @staticmethod
+    def group_keys(k: Keys, feed: str) -> list[str]:
+        """An aggregated feed's keys, in the scripts' order: order, states, members,
+        actors, actor counts, rendered page (module doc)."""
+        return [k.agg(feed), k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed), k.agg_actor_counts(feed),
+                k.agg_page(feed)]
 
     def order_key(self, k: Keys, group: FeedGroup, feed: str) -> str:
         return k.agg(feed) if group.is_aggregated else k.feed(feed)
@@ -156,7 +191,7 @@ class FeedCache:
                     ranked.append((group, feeds, activity))
                 continue
             gkey = group_key(group.aggregate or "{verb}", activity)
-            keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
+            keys = [x for f in feeds for x in self.group_keys(k, f)]
             args = [activity.id, activity.actor, format_time(activity.time), gkey, group_id(gkey),
                     group.max_length, *self._notify_args(k)]
             adds.append(trip.script(self._agg_add, keys, args))
@@ -172,8 +207,9 @@ class FeedCache:
             keys = [k.feed(f) for f in feeds]
             return int(await self._flat_remove(keys=keys, args=[activity.id, *self._notify_args(k)]))
         gid = group_id(group_key(group.aggregate or "{verb}", activity))
-        keys = [x for f in feeds for x in (k.agg(f), k.agg_state(f), k.agg_page(f))]
-        return int(await self._agg_remove(keys=keys, args=[activity.id, gid, *self._notify_args(k)]))
+        keys = [x for f in feeds for x in self.group_keys(k, f)]
+        args = [activity.id, activity.actor, gid, *self._notify_args(k)]
+        return int(await self._agg_remove(keys=keys, args=args))
 
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
         """Replay activities (oldest first) into one feed being rebuilt, in one round trip."""
@@ -186,7 +222,7 @@ class FeedCache:
             if group.is_ranked:
                 self.ranks.queue_fill(pipe, k, group, feed, activities)
         else:
-            keys = [k.agg(feed), k.agg_state(feed), k.agg_page(feed)]
+            keys = self.group_keys(k, feed)
             for a in activities:
                 gkey = group_key(group.aggregate or "{verb}", a)
                 args = [a.id, a.actor, format_time(a.time), gkey, group_id(gkey), group.max_length]
@@ -207,6 +243,8 @@ class FeedCache:
         k = self.keys(app)
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(k.built(feed), k.agg_page(feed))
+        if group.is_aggregated:
+            pipe.delete(*k.legacy_agg(feed))  # an older hub's cache of it, never read again
         pipe.zadd(self.order_key(k, group, feed), {SENTINEL: 0})
         await pipe.execute()
 
@@ -223,8 +261,8 @@ class FeedCache:
 
     async def drop(self, app: str, feed: str) -> None:
         k = self.keys(app)
-        await self.redis.delete(k.built(feed), k.feed(feed), k.rank(feed), k.agg(feed), k.agg_state(feed),
-                                k.agg_page(feed))
+        await self.redis.delete(k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed),
+                                *k.legacy_agg(feed))
 
     async def flat_ids(self, app: str, feed: str, limit: int, before: str | None = None) -> list[str]:
         top = f"({before}" if before else "+"
@@ -232,20 +270,49 @@ class FeedCache:
         return ids
 
     async def groups(self, app: str, feed: str, limit: int, before: str | None = None) -> list[GroupState]:
+        """Groups with every member, newest first: O(their sizes), for checks and tools."""
         k = self.keys(app)
         top = f"({before}" if before else "+"
-        members: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
-        if not members:
+        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
+        if not entries:
             return []
-        gids = [m.split("|", 1)[1] for m in members]
-        raws = await self.redis.hmget(k.agg_state(feed), gids)
+        gids = [m.split("|", 1)[1] for m in entries]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.agg_state(feed), gids)
+        for gid in gids:
+            pipe.zrangebylex(k.agg_members(feed), f"[{gid}|", f"({gid}}}")
+        raws, *members = await pipe.execute()
         out: list[GroupState] = []
-        for gid, raw in zip(gids, raws):
+        for gid, raw, ms in zip(gids, raws, members):
             if raw is None:  # trimmed between the two calls
                 continue
             st = json.loads(raw)
-            out.append(GroupState(gid, st["k"], st["m"], st["c"], st["n"]))
+            held = dict(m[len(gid) + 1 :].split("|", 1) for m in ms)
+            out.append(GroupState(gid, st["k"], held, st["c"], st["n"]))
         return out
+
+    async def page_groups(self, app: str, feed: str, limit: int, before: str | None = None,
+                          per_group: int = 15, actors: int = 5) -> list[GroupSummary]:
+        """Summaries of the ``limit`` groups below the cursor ``before``, newest first."""
+        k = self.keys(app)
+        top = f"({before}" if before else "+"
+        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
+        return await self.summaries(app, feed, [m.split("|", 1)[1] for m in entries], per_group, actors)
+
+    async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
+                        actors: int = 5) -> list[GroupSummary]:
+        """Summaries of these groups of a feed, in their order; groups it does not hold are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        await self.queue_summaries(pipe, app, feed, gids, per_group, actors)
+        (raw,) = await pipe.execute()
+        return parse_summaries(raw)
+
+    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
+                              actors: int = 5) -> None:
+        """:meth:`summaries` queued on a pipeline; its answer goes through :func:`parse_summaries`."""
+        k = self.keys(app)
+        keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]
+        await self._summaries(keys=keys, args=[per_group, actors, *gids], client=pipe)
 
     async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
                    bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5,
@@ -261,7 +328,7 @@ class FeedCache:
         agg = group.is_aggregated
         order = self.order_key(k, group, feed)
         keys = [k.built(feed), order, k.agg_state(feed) if agg else order, k.marks(feed), k.active(), k.celebrities(),
-                k.agg_page(feed) if agg else order]
+                *([k.agg_page(feed), k.agg_members(feed), k.agg_actors(feed)] if agg else [order] * 3)]
         args = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies, body_prefix, per_group, user,
                 time.time(), "1" if pulls else "0", actors, page_token if agg else ""]
         r: list[Any] = await self._read_batch(keys, args)
@@ -273,11 +340,7 @@ class FeedCache:
         if r[0] != 3:
             return HotRead(_MISSING[r[0]], None, [], [], {}, {}, 0, 0, set())
         _, members, second, ids, raws, marks, unseen, unread, celebs = r
-        groups: list[GroupSummary] = []
-        if agg:
-            for g in second:
-                if g:  # else gone: not expected inside one script, but harmless
-                    groups.append(GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), g[6], g[7]))
+        groups = parse_summaries(second) if agg else []
         it = iter(marks)
         return HotRead(None, None, members if not agg else [], groups,
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
@@ -300,3 +363,8 @@ class FeedCache:
     async def count(self, app: str, group: FeedGroup, feed: str) -> int:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))
         return max(0, n - 1)
+
+
+def parse_summaries(raw: Sequence[Any]) -> list[GroupSummary]:
+    """The summaries a script returned (lua/groups.lua, summary), without the gone ones."""
+    return [GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), list(g[6]), list(g[7])) for g in raw if g]

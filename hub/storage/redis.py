@@ -49,16 +49,36 @@ class Keys:
         """Ranked flat feed's index: its ids scored by rank (hub.storage.rankindex)."""
         return f"{self.base}:r:{feed}"
 
+    # Aggregated feeds (layout: hub.storage.feedcache). Named "a?" since the layout of
+    # issue 18; the older ":g:", ":gs:", ":gp:" keys are never read (see legacy_agg).
     def agg(self, feed: str) -> str:
         """Aggregated feed order: lex-sorted set of "<newest id>|<group id>"."""
-        return f"{self.base}:g:{feed}"
+        return f"{self.base}:ag:{feed}"
 
     def agg_state(self, feed: str) -> str:
-        return f"{self.base}:gs:{feed}"
+        """Hash group id -> small JSON state ``{"k", "c", "n"}`` (bounded per group)."""
+        return f"{self.base}:as:{feed}"
+
+    def agg_members(self, feed: str) -> str:
+        """Lex-sorted set of "<group id>|<activity id>|<actor>": every member of every group."""
+        return f"{self.base}:am:{feed}"
+
+    def agg_actors(self, feed: str) -> str:
+        """Lex-sorted set of "<group id>|<actor's newest id in the group>|<actor>"."""
+        return f"{self.base}:aa:{feed}"
+
+    def agg_actor_counts(self, feed: str) -> str:
+        """Hash "<group id>|<actor>" -> "<actor's newest id>|<its activities in the group>"."""
+        return f"{self.base}:an:{feed}"
 
     def agg_page(self, feed: str) -> str:
         """The aggregated feed's first page, rendered (hub.storage.feedcache, page cache)."""
-        return f"{self.base}:gp:{feed}"
+        return f"{self.base}:ap:{feed}"
+
+    def legacy_agg(self, feed: str) -> list[str]:
+        """The keys of the layout before issue 18 (group states holding every member):
+        not read any more, deleted when the feed is rebuilt or dropped."""
+        return [f"{self.base}:g:{feed}", f"{self.base}:gs:{feed}", f"{self.base}:gp:{feed}"]
 
     def built(self, feed: str) -> str:
         """Set once a feed's cache was rebuilt completely from Cassandra."""

@@ -106,14 +106,20 @@ async def check_all(hub: Hub, followers: list[str], ids: list[str], expected_gro
     for f in followers:
         pipe.zrange(k.feed(f"timeline:{f}"), 0, -1)
         pipe.zrange(k.agg(f"timeline_aggregated:{f}"), 0, -1)
-        pipe.hvals(k.agg_state(f"timeline_aggregated:{f}"))
+        pipe.hgetall(k.agg_state(f"timeline_aggregated:{f}"))
+        pipe.zrange(k.agg_members(f"timeline_aggregated:{f}"), 0, -1)
     results = await pipe.execute()
     problems: list[str] = []
     for n, f in enumerate(followers):
-        flat, order, states = results[3 * n : 3 * n + 3]
+        flat, order, states, members = results[4 * n : 4 * n + 4]
         if sorted(flat) != sorted(["!", *ids]):
             problems.append(f"timeline:{f} holds {len(flat) - 1} of {len(ids)}")
-        got = {json.loads(st)["k"].split(":", 1)[0]: Counter(list(json.loads(st)["m"])) for st in states}
+        # Members are "<group id>|<activity id>|<actor>" (hub/storage/feedcache.py).
+        verb = {gid: json.loads(st)["k"].split(":", 1)[0] for gid, st in states.items()}
+        got: dict[str, Counter[str]] = {v: Counter() for v in verb.values()}
+        for m in members:
+            gid, aid, _ = m.split("|", 2)
+            got.setdefault(verb.get(gid, "?"), Counter())[aid] += 1
         if got != expected_groups or len(order) != len(expected_groups) + 1:
             problems.append(f"timeline_aggregated:{f}: {[(g, len(c)) for g, c in got.items()]}, {len(order)} in order")
     return problems[:10]

@@ -1,0 +1,153 @@
+"""Aggregated fan-out costs the same per activity whatever the size of the group.
+
+Measured against the real Redis: the same number of adds (one script call per 10 feeds,
+as fan-out writes them) into groups already holding ``BIG`` activities and into groups
+holding ``SMALL``, interleaved in rounds so that other load on the machine hits both
+alike. Exactness after deletes is checked on a big group too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+
+from hub.config import FeedGroup, Settings
+from hub.domain.aggregation import aggregate
+from hub.domain.ids import IdGenerator
+from hub.domain.models import Activity
+from hub.storage import redis as redis_storage
+from hub.storage.feedcache import FeedCache
+from tests.conftest import uid
+
+FEEDS = 10
+BIG = int(os.environ.get("HUB_AGGCOST_BIG", "5000"))
+SMALL = int(os.environ.get("HUB_AGGCOST_SMALL", "10"))
+ADDS = 2000  # per size: ADDS / FEEDS script calls
+ROUNDS = 10
+
+
+def _group(settings: Settings) -> FeedGroup:
+    # The whole day in one group per verb, as the soak's timelines; room for every group.
+    return dataclasses.replace(settings.feeds["timeline_aggregated"], aggregate="{verb}:{day}", max_length=50)
+
+
+def _acts(ids: IdGenerator, verb: str, n: int, actors: int = 50) -> list[Activity]:
+    t = datetime.now(timezone.utc)
+    return [Activity(id=ids.new(), actor=f"a{i % actors}", verb=verb, object=f"o{i}", time=t) for i in range(n)]
+
+
+async def _open(feeds: FeedCache, app: str, group: FeedGroup, names: list[str]) -> None:
+    """Cached and empty, as a rebuild leaves a feed with nothing to replay (no marks)."""
+    for f in names:
+        await feeds.start_build(app, group, f)
+        await feeds.finish_build(app, f)
+        await feeds.redis.hset(feeds.keys(app).marks(f), "!", "1")
+
+
+async def _fill(feeds: FeedCache, app: str, group: FeedGroup, names: list[str], acts: list[Activity]) -> None:
+    for start in range(0, len(acts), 200):
+        await feeds.add_many(app, [(group, names, a) for a in acts[start : start + 200]])
+
+
+async def _timed(feeds: FeedCache, app: str, group: FeedGroup, names: list[str], acts: list[Activity]) -> float:
+    """Seconds for ``acts`` added one script call each (into every feed of ``names``)."""
+    start = time.perf_counter()
+    for a in acts:
+        assert await feeds.add(app, group, names, a) == len(names)
+    return time.perf_counter() - start
+
+
+async def test_add_cost_does_not_grow_with_the_group(settings: Settings) -> None:
+    r = redis_storage.connect(settings.redis)
+    feeds = FeedCache(r, settings.redis.key_prefix)
+    app, group, ids = f"cost{secrets.token_hex(3)}", _group(settings), IdGenerator()
+    big = [f"timeline_aggregated:{uid('big')}-{i}" for i in range(FEEDS)]
+    small = [f"timeline_aggregated:{uid('small')}-{i}" for i in range(FEEDS)]
+    try:
+        await _open(feeds, app, group, big + small)
+        await _fill(feeds, app, group, big, _acts(ids, "like", BIG))
+        await _fill(feeds, app, group, small, _acts(ids, "post", SMALL))
+        calls = ADDS // FEEDS
+        more_big, more_small = _acts(ids, "like", calls), _acts(ids, "post", calls)
+        step = calls // ROUNDS
+        t_big = t_small = 0.0
+        for i in range(ROUNDS):  # interleaved, so noise from other work hits both sizes alike
+            t_big += await _timed(feeds, app, group, big, more_big[i * step : (i + 1) * step])
+            t_small += await _timed(feeds, app, group, small, more_small[i * step : (i + 1) * step])
+        per_big, per_small = t_big / ADDS * 1e6, t_small / ADDS * 1e6
+        print(f"per add: {per_small:.1f} us at {SMALL} activities per group, {per_big:.1f} us at {BIG}")
+        assert per_big < 3 * per_small, (per_small, per_big)
+        page = await feeds.read(app, group, big[0], "reader", 5, None, 1, "x:", 15, False)
+        (top,) = [g for g in page.groups if g.key.startswith("like:")]
+        assert top.activity_count == BIG + calls and top.actor_count == 50
+    finally:
+        for f in big + small:
+            await feeds.drop(app, f)
+            await r.delete(feeds.keys(app).marks(f))
+        await r.aclose()
+
+
+async def test_counts_stay_exact_after_deletes_in_a_big_group(settings: Settings) -> None:
+    r = redis_storage.connect(settings.redis)
+    feeds = FeedCache(r, settings.redis.key_prefix)
+    app, group, ids = f"cost{secrets.token_hex(3)}", _group(settings), IdGenerator()
+    feed = f"timeline_aggregated:{uid('del')}"
+    t = datetime.now(timezone.utc)
+
+    def act(actor: str) -> Activity:
+        return Activity(id=ids.new(), actor=actor, verb="like", object="x", time=t)
+
+    # 1,000 activities by 40 actors, "solo" once in the middle, 3 by "late" at the end.
+    held = [act(f"a{i % 40}") for i in range(500)] + [act("solo")]
+    held += [act(f"a{i % 40}") for i in range(500, 1000)] + [act("late") for _ in range(3)]
+
+    async def check() -> None:
+        """The cached group is the pure model's group of what the feed holds now."""
+        page = await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)
+        want = aggregate(held, "{verb}:{day}")
+        got = [(g.id, g.activity_count, g.actor_count, g.actors, g.newest) for g in page.groups]
+        assert got == [(w.id, w.activity_count, w.actor_count, list(w.actors), [a.id for a in w.activities])
+                       for w in want]
+
+    def gone(a: Activity) -> Activity:
+        held.remove(a)
+        return a
+
+    try:
+        await _open(feeds, app, group, [feed])
+        await _fill(feeds, app, group, [feed], held)
+        await _fill(feeds, app, group, [feed], held[::7])  # re-adds change nothing
+        await check()
+        (g,) = (await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)).groups
+        assert (g.activity_count, g.actor_count, g.actors) == (1004, 42, ["late", "a39", "a38", "a37", "a36"])
+        # The newest of an actor with more: the actor stays, ordered by its next newest.
+        assert await feeds.remove(app, group, [feed], gone(held[-1])) == 1
+        await check()
+        # An old member deep in the group, whose actor has no other activity; twice is once.
+        solo = gone(held[500])
+        assert await feeds.remove(app, group, [feed], solo) == 1
+        assert await feeds.remove(app, group, [feed], solo) == 0
+        await check()
+        # Every newest activity of "late", then a39's, whose previous one is 40 back.
+        for a in [held[-1], held[-2], held[-3]]:
+            await feeds.remove(app, group, [feed], gone(a))
+            await check()
+        (g,) = (await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)).groups
+        assert (g.activity_count, g.actor_count, g.actors) == (999, 40, ["a38", "a37", "a36", "a35", "a34"])
+        # A re-add of a deleted one counts again, once.
+        await _fill(feeds, app, group, [feed], [solo, solo])
+        held.insert(500, solo)
+        await check()
+        # Every member gone: the group goes with all it held.
+        for a in list(held):
+            await feeds.remove(app, group, [feed], gone(a))
+        assert (await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)).groups == []
+        left = [await r.exists(key) for key in feeds.group_keys(feeds.keys(app), feed)[1:]]
+        assert left == [0] * len(left)
+    finally:
+        await feeds.drop(app, feed)
+        await r.delete(feeds.keys(app).marks(feed))
+        await r.aclose()
