@@ -1,0 +1,248 @@
+"""A hub of its own, for fault tests: its config file, its ``hub serve`` and ``hub worker``
+processes, and an app's client that posts and reads over HTTP as a real app would.
+
+The fault tests kill a Redis or a Cassandra of their own (never the shared ones on
+6379/9042); the processes here are pointed at those through the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from hub.config import AppSettings, Settings
+from tests.conftest import ROOT, sign
+
+APP = "t1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(settings: Settings, port: int, path: Path) -> None:
+    """config.toml with this hub's server port, Redis, Cassandra, worker and app."""
+    hosts = "[" + ", ".join(f'"{h}"' for h in settings.cassandra.hosts) + "]"
+    subs = {
+        r"(?m)^port = 8080$": f"port = {port}",
+        r'(?m)^url = "redis://.*"$': f'url = "{settings.redis.url}"',
+        r"(?m)^key_prefix = .*$": f'key_prefix = "{settings.redis.key_prefix}"',
+        r"(?m)^keyspace = .*$": f'keyspace = "{settings.cassandra.keyspace}"',
+        r"(?m)^hosts = .*$": f"hosts = {hosts}",
+        r"(?m)^port = 9042$": f"port = {settings.cassandra.port}",
+        r"(?m)^job_timeout = .*$": f"job_timeout = {settings.worker.job_timeout}\npoll_delay = 0.02",
+    }
+    text = (ROOT / "config.toml").read_text()
+    for pattern, repl in subs.items():
+        text, n = re.subn(pattern, lambda _m, r=repl: r, text)
+        assert n == 1, pattern
+    text += f'\n[apps.{APP}]\nsecret = "{settings.apps[APP].secret}"\n'
+    path.write_text(text)
+
+
+@dataclass
+class OwnHub:
+    """``hub serve`` and ``hub worker`` as subprocesses, logging into ``dir``."""
+
+    settings: Settings
+    dir: Path
+    port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.config = self.dir / "config.toml"
+        write_config(self.settings, self.port, self.config)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, command: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        extra = ["--verbose"] if command == "worker" else []
+        with (self.dir / f"{command}.log").open("ab") as out:
+            self.procs[command] = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "--config", str(self.config), command, *extra],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def running(self, command: str) -> bool:
+        return self.procs[command].poll() is None
+
+    def log(self, command: str) -> str:
+        path = self.dir / f"{command}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                assert self.running("serve"), self.log("serve")[-3000:]
+                try:
+                    async with s.get(self.url + "/readyz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"hub serve not ready in {timeout} s: {self.log('serve')[-3000:]}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in self.procs.values():
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@dataclass
+class Stats:
+    posts: int = 0
+    retries: int = 0
+    refusals: dict[int, int] = field(default_factory=dict)  # status (0: no answer) -> count
+    reads: int = 0
+    failed_reads: int = 0
+    # foreign_id -> activity id, for every post answered 202
+    accepted: dict[str, str] = field(default_factory=dict)
+
+
+class AppClient:
+    """Signed calls over HTTP, as an app makes them: a post that is not answered 202 is
+    sent again with the same ``webhook-id`` and body until it is (bounded by a deadline)."""
+
+    def __init__(self, session: aiohttp.ClientSession, hub: OwnHub, app: AppSettings) -> None:
+        self.session, self.hub, self.app = session, hub, app
+        self.stats = Stats()
+
+    async def call(self, method: str, path: str, payload: object = None,
+                   msg_id: str | None = None) -> tuple[int, Any]:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        headers = sign(self.app, body, msg_id)
+        url = f"{self.hub.url}/v1/apps/{self.app.id}{path}"
+        try:
+            async with self.session.request(method, url, data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=20)) as r:
+                text = await r.text()
+                return r.status, json.loads(text) if text else None
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return 0, None
+
+    async def post(self, activity: dict[str, Any], give_up_at: float) -> str | None:
+        """Post until 202 (or ``give_up_at``, monotonic): the activity's id, or None."""
+        msg_id = "msg_" + secrets.token_hex(8)
+        self.stats.posts += 1
+        while time.monotonic() < give_up_at:
+            status, answer = await self.call("POST", "/activities", activity, msg_id)
+            if status == 202:
+                aid = str(answer["activities"][0]["id"])
+                self.stats.accepted[str(activity["foreign_id"])] = aid
+                return aid
+            assert status in (0, 503), (status, answer)  # an outage is 503 (or no answer), never 500
+            self.stats.refusals[status] = self.stats.refusals.get(status, 0) + 1
+            self.stats.retries += 1
+            await asyncio.sleep(0.5)
+        return None
+
+    async def feed_ids(self, group: str, user: str) -> list[str] | None:
+        """Every activity id of a feed, read page by page (None if a page failed)."""
+        ids: list[str] = []
+        cursor = ""
+        for _ in range(100):
+            status, page = await self.call("GET", f"/feeds/{group}/{user}?limit=100&id_lt={cursor}")
+            if status != 200:
+                return None
+            for entry in page["results"]:
+                if "activities" in entry:  # aggregated: a group
+                    ids.extend(a["id"] for a in entry["activities"])
+                else:
+                    ids.append(entry["id"])
+            cursor = page.get("next") or ""
+            if not cursor:
+                return ids
+        raise AssertionError("a feed of more than 100 pages")
+
+    async def group_counts(self, group: str, user: str) -> int | None:
+        """The sum of ``activity_count`` over an aggregated feed's groups."""
+        status, page = await self.call("GET", f"/feeds/{group}/{user}?limit=100")
+        return sum(g["activity_count"] for g in page["results"]) if status == 200 else None
+
+
+async def post_stream(client: AppClient, authors: list[str], rate: float, stop: asyncio.Event,
+                      tag: str, give_up_at: float) -> None:
+    """Post ``rate`` activities a second, round-robin over ``authors``, until ``stop``;
+    then wait for every post still being retried."""
+    tasks: list[asyncio.Task[str | None]] = []
+    n = 0
+    start = time.monotonic()
+    while not stop.is_set():
+        author = authors[n % len(authors)]
+        activity = {"actor": author, "verb": "post", "object": f"note:{n}", "foreign_id": f"{tag}:{n}"}
+        tasks.append(asyncio.create_task(client.post(activity, give_up_at)))
+        n += 1
+        await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+    await asyncio.gather(*tasks)
+
+
+async def read_loop(client: AppClient, group: str, users: list[str], stop: asyncio.Event) -> None:
+    """Readers: each user's first page, over and over (their feeds stay cached)."""
+    n = 0
+    while not stop.is_set():
+        status, _ = await client.call("GET", f"/feeds/{group}/{users[n % len(users)]}?limit=25")
+        client.stats.reads += 1
+        client.stats.failed_reads += status != 200
+        n += 1
+        await asyncio.sleep(0.05)
+
+
+async def missing_entries(client: AppClient, followers: list[str], expected: set[str]) -> dict[str, int]:
+    """Per follower, how many of ``expected`` their timeline lacks (-1: unreadable)."""
+    missing: dict[str, int] = {}
+    for f in followers:
+        ids = await client.feed_ids("timeline", f)
+        missing[f] = -1 if ids is None else len(expected - set(ids))
+    return {f: n for f, n in missing.items() if n}
+
+
+async def wait_complete(client: AppClient, followers: list[str], expected: set[str],
+                        timeout: float) -> tuple[dict[str, int], float]:
+    """Poll until every follower's timeline holds every expected id: (what is missing at
+    the end, seconds it took)."""
+    start = time.monotonic()
+    missing = await missing_entries(client, followers, expected)
+    while missing and time.monotonic() - start < timeout:
+        await asyncio.sleep(2.0)
+        missing = await missing_entries(client, followers, expected)
+    return missing, time.monotonic() - start
+
+
+def with_redis(settings: Settings, port: int) -> Settings:
+    return dataclasses.replace(settings, redis=dataclasses.replace(
+        settings.redis, url=f"redis://127.0.0.1:{port}/0", key_prefix=settings.redis.key_prefix + ":faults"))
+
+
+def with_cassandra(settings: Settings, host: str) -> Settings:
+    return dataclasses.replace(
+        settings,
+        cassandra=dataclasses.replace(settings.cassandra, hosts=(host,)),
+        redis=dataclasses.replace(settings.redis, key_prefix=settings.redis.key_prefix + ":cfaults"),
+    )

@@ -1,0 +1,155 @@
+"""Dependencies killed with ``kill -9`` under a post stream, as an operator meets them.
+
+Each test runs a hub of its own (``hub serve`` and ``hub worker`` as processes, see
+tests/faulthub.py) against a Redis or a Cassandra of its own, kills that one and starts
+it again while an app keeps posting (retrying a 503 with the same ``webhook-id`` and
+``foreign_id``) and readers keep reading. Contract section 6: every activity answered
+202 reaches every follower's cached timeline, and no process exits for an outage.
+The shared services on 6379/9042 are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hub.config import Settings
+from hub.services.cassandra_local import start_cassandra
+from hub.services.process import ManagedService
+from hub.services.redis_local import start_redis
+from hub.storage.schema import migrate
+from tests.conftest import uid
+from tests.faulthub import (
+    APP,
+    AppClient,
+    OwnHub,
+    free_port,
+    post_stream,
+    read_loop,
+    wait_complete,
+    with_cassandra,
+    with_redis,
+)
+
+pytestmark = pytest.mark.slow
+
+AUTHORS, FOLLOWERS = 3, 8
+RATE = 25.0  # posts a second
+BEFORE_KILL, DOWN, AFTER_RESTART = 8.0, 4.0, 10.0  # seconds of posting
+# A loopback address of its own: Cassandra's storage ports are per address, so this node
+# does not meet the shared one on 127.0.0.1.
+CASSANDRA_HOST = "127.0.0.5"
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture
+def tmp_state() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="hub-faults-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def kill_9(service: ManagedService) -> None:
+    os.kill(service.pid, signal.SIGKILL)
+    service.stop()  # reaps it and removes its pid file
+
+
+async def under_fault(own: OwnHub, settings: Settings, kill: Callable[[], None],
+                      restart: Callable[[], object], settle: float) -> None:
+    """Post and read through a kill and a restart; then check every follower's timeline.
+
+    ``settle``: how long the fan-out may take to complete after the stream ends (the
+    sweep, every 30 s, re-queues what an outage left pending).
+    """
+    own.start("serve")
+    own.start("worker")
+    await own.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        client = AppClient(session, own, settings.apps[APP])
+        authors = [uid("author") for _ in range(AUTHORS)]
+        followers = [uid("fan") for _ in range(FOLLOWERS)]
+        for f in followers:
+            for a in authors:
+                status, answer = await client.call("PUT", "/follows", {"follower": f, "followee": a})
+                assert status == 204, answer
+            assert await client.feed_ids("timeline", f) == []  # now cached (and empty)
+
+        stop = asyncio.Event()
+        stream = asyncio.create_task(post_stream(client, authors, RATE, stop, uid("fault"), time.monotonic() + 110))
+        readers = asyncio.create_task(read_loop(client, "timeline", followers, stop))
+        await asyncio.sleep(BEFORE_KILL)
+        kill()
+        await asyncio.sleep(DOWN)
+        t = time.monotonic()
+        await asyncio.to_thread(restart)
+        print(f"restarted in {time.monotonic() - t:.1f} s")
+        await asyncio.sleep(AFTER_RESTART)
+        stop.set()
+        await asyncio.gather(stream, readers)
+
+        s = client.stats
+        print(f"{s.posts} posts, {len(s.accepted)} accepted, {s.retries} retries {s.refusals}; "
+              f"{s.reads} reads, {s.failed_reads} failed")
+        assert len(s.accepted) == s.posts, "a post was never accepted, even after retries"
+        expected = set(s.accepted.values())
+        missing, took = await wait_complete(client, followers, expected, timeout=settle)
+        print(f"complete {took:.1f} s after the stream ended; missing: {missing}")
+        assert not missing, (missing, own.log("worker")[-3000:])
+        for command in ("worker", "serve"):
+            assert own.running(command), own.log(command)[-3000:]
+        # One line when the outage starts (and one when it ends), not one per attempt.
+        assert own.log("worker").count("is unavailable") <= 2, own.log("worker")[-3000:]
+
+
+async def test_redis_killed_and_restarted_under_a_post_stream(settings: Settings, tmp_state: Path) -> None:
+    port = free_port()
+    redis = start_redis("127.0.0.1", port, tmp_state, quiet)
+    assert redis is not None
+    services = [redis]
+    own = OwnHub(with_redis(settings, port), tmp_state)
+
+    def restart() -> None:
+        again = start_redis("127.0.0.1", port, tmp_state, quiet)  # empty: Redis is a cache
+        assert again is not None
+        services.append(again)
+
+    try:
+        await under_fault(own, settings, lambda: kill_9(redis), restart, settle=60)
+    finally:
+        own.stop()
+        for svc in services[1:]:
+            svc.stop()
+
+
+async def test_cassandra_killed_and_restarted_under_a_post_stream(settings: Settings, tmp_state: Path) -> None:
+    own_settings = with_cassandra(settings, CASSANDRA_HOST)
+    heap = min(256, settings.services.cassandra_heap_mb)
+
+    def start() -> ManagedService:
+        # The data directory is kept: with batch commit-log sync, acknowledged writes survive kill -9.
+        node = start_cassandra(CASSANDRA_HOST, own_settings.cassandra.port, tmp_state, settings.services.cache_dir,
+                               heap, quiet)
+        assert node is not None, f"something already answers on {CASSANDRA_HOST}"
+        return node
+
+    nodes = [start()]
+    own = OwnHub(own_settings, tmp_state)
+    try:
+        await migrate(own_settings.cassandra)
+        await under_fault(own, settings, lambda: kill_9(nodes[0]), lambda: nodes.append(start()), settle=90)
+    finally:
+        own.stop()
+        for node in nodes[1:]:
+            node.stop()
