@@ -28,7 +28,9 @@ LOW = "low"
 PRIORITIES = (HIGH, LOW)
 
 # Job names: the contract between the producers (web, workers) and the worker functions.
-FANOUT = "fanout"  # (app, [activity_id, ...], own_done): plan the fan-out of one group of activities
+# (app, [activity_id, ...], own_done, marker): plan the fan-out of one group of activities, then
+# drop its pending marker ([minute, id, row], or None: hub/storage/pending.py MarkerRef)
+FANOUT = "fanout"
 FANOUT_CHUNK = "fanout_chunk"  # (app, activity_id, followers): write into those feeds
 REMOVE = "remove_activity"  # (app, activity_id): take a deleted activity out of feeds
 SWEEP = "sweep_pending"  # (): re-queue stored activities whose fan-out was not queued
@@ -68,6 +70,8 @@ async def connect_queue(settings: RedisSettings) -> ArqRedis:
 # with that id exists. tests/integration/test_fanout.py runs jobs queued this way.
 # Keys after the first three are sets that, all holding nothing but ARGV[5], mean the job
 # would have nothing to do (:class:`SetsHoldOnly`): it is not queued and the answer is 2.
+# ARGV[6] == '1' (``again``): a kept result of an earlier run with that id does not stop
+# it (it is deleted); a job with that id still queued or running does.
 _ENQUEUE = """
 if #KEYS > 3 then
   local idle = true
@@ -79,7 +83,12 @@ if #KEYS > 3 then
   end
   if idle then return 2 end
 end
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) > 0 then return 0 end
+if ARGV[6] == '1' then
+  redis.call('DEL', KEYS[2])
+elseif redis.call('EXISTS', KEYS[2]) > 0 then
+  return 0
+end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 return 1
@@ -104,15 +113,20 @@ class JobScript:
         self._expires_ms = queue.expires_extra_ms
 
     def queue(
-        self, trip: Trip, function: str, *args: Any, job_id: str, queue: str, skip_if: SetsHoldOnly | None = None
+        self, trip: Trip, function: str, *args: Any, job_id: str, queue: str, skip_if: SetsHoldOnly | None = None,
+        again: bool = False,
     ) -> int:
         """Queue on ``trip`` what ``enqueue_job`` would; the answer at the returned index
-        is QUEUED, EXISTS (a job with that id is there) or NOTHING_TO_DO (``skip_if`` held)."""
+        is QUEUED, EXISTS (a job with that id is there) or NOTHING_TO_DO (``skip_if`` held).
+
+        ``again``: run it again though a job with that id already ran (its kept result is
+        replaced), unless one is still queued or running: a re-queue that arq's rule
+        would silently drop for as long as the result is kept."""
         now_ms = int(time.time() * 1000)
         job = serialize_job(function, args, {}, None, now_ms, serializer=self._serializer)
         keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
-        argv: list[Any] = [self._expires_ms, job, now_ms, job_id]
+        argv: list[Any] = [self._expires_ms, job, now_ms, job_id, "", "1" if again else "0"]
         if skip_if is not None and skip_if.keys:
             keys += skip_if.keys
-            argv.append(skip_if.member)
+            argv[4] = skip_if.member
         return trip.script(self._script, keys, argv)

@@ -15,34 +15,58 @@ from collections.abc import Sequence
 
 from hub.config import FeedGroup
 from hub.core import Hub
+from hub.domain.ids import id_time_ms, is_valid_id
 from hub.domain.models import Activity
 from hub.queue import FANOUT, FANOUT_CHUNK, HIGH, LOW, QUEUED, REMOVE, queue_name
+from hub.storage.pending import MarkerRef
 from hub.storage.trip import Trip
 
 log = logging.getLogger(__name__)
+
+# A try writes its rows within a few Cassandra timeouts of its marker (or fails). A marker
+# naming ids still not stored after this long names tries that failed (answered 503): it
+# is dropped; their retries, if any, write markers of their own.
+SETTLED_S = 300.0
 
 
 def chunks(users: Sequence[str], size: int) -> list[list[str]]:
     return [list(users[i : i + size]) for i in range(0, len(users), size)]
 
 
-async def enqueue_fanout(hub: Hub, app: str, activity_ids: Sequence[str], *, own_done: bool = False) -> bool:
+async def enqueue_fanout(
+    hub: Hub, app: str, activity_ids: Sequence[str], *, own_done: bool = False, marker: MarkerRef | None = None,
+    job_id: str | None = None, again: bool = False,
+) -> bool:
     """Queue one job that plans the fan-out of these activities (one group's worth);
-    False if a job for them is already queued or has just run.
+    False if a job with its id is already queued (or, unless ``again``, has just run).
 
     One job per group rather than per activity: the queue's own cost (about a
     millisecond of worker CPU per job) was the largest part of intake's worker load.
     ``own_done`` says the own and addressed feeds are already written (intake does that
-    before queueing), so the job only fans out to followers.
+    before queueing), so the job only fans out to followers. ``marker``: the pending
+    marker the job drops once the fan-out is certain (see :func:`plan_many`).
     """
     trip = Trip(hub.redis)
-    queued = queue_fanout(hub, trip, app, activity_ids, own_done=own_done)
+    queued = queue_fanout(hub, trip, app, activity_ids, own_done=own_done, marker=marker, job_id=job_id, again=again)
     return bool((await trip.execute())[queued] == QUEUED)
+
+
+def marker_age(name: str) -> float:
+    """Seconds since the try that named a marker made its ids (a name that is no id, as
+    an older hub could write, counts as old)."""
+    return time.time() - id_time_ms(name) / 1000 if is_valid_id(name) else float("inf")
+
+
+def fanout_job_id(app: str, activity_ids: Sequence[str], marker: MarkerRef | None) -> str:
+    """The planning job of a marker is named after it (its name is unique to the try that
+    wrote it, hub/storage/pending.py), so a re-queue by the sweep finds the one intake
+    queued; a job without a marker is named after its first activity."""
+    return f"fanout:{app}:{marker.id if marker is not None else min(activity_ids)}"
 
 
 def queue_fanout(
     hub: Hub, trip: Trip, app: str, activity_ids: Sequence[str], *, own_done: bool = False,
-    authors: Sequence[str] = (),
+    authors: Sequence[str] = (), marker: MarkerRef | None = None, job_id: str | None = None, again: bool = False,
 ) -> int:
     """:func:`enqueue_fanout` as part of ``trip``; returns the index of its answer.
 
@@ -54,8 +78,9 @@ def queue_fanout(
     """
     ids = sorted(activity_ids)
     skip_if = hub.follows.have_none(app, sorted(set(authors))) if own_done and authors else None
-    return hub.jobs.queue(trip, FANOUT, app, ids, own_done, job_id=f"fanout:{app}:{ids[0]}",
-                          queue=queue_name(hub.settings.redis, HIGH), skip_if=skip_if)
+    return hub.jobs.queue(trip, FANOUT, app, ids, own_done, marker.to_json() if marker is not None else None,
+                          job_id=job_id or fanout_job_id(app, ids, marker),
+                          queue=queue_name(hub.settings.redis, HIGH), skip_if=skip_if, again=again)
 
 
 async def write_own_feeds(hub: Hub, app: str, activities: Sequence[Activity]) -> int:
@@ -73,29 +98,43 @@ def queue_own_feeds(hub: Hub, trip: Trip, app: str, activities: Sequence[Activit
 
 
 async def plan_many(
-    hub: Hub, app: str, activity_ids: Sequence[str], budget: float, *, own_done: bool = False
+    hub: Hub, app: str, activity_ids: Sequence[str], budget: float, *, own_done: bool = False,
+    marker: MarkerRef | None = None,
 ) -> int:
     """Plan a request's activities: own and addressed feeds first, for all of them in one
     round trip, then follower chunks activity by activity. Past ``budget`` seconds the
     rest is queued as a new job, which keeps each job well inside its timeout however
     many followers the authors have. A crash before that re-runs this job (plans are
     idempotent). Returns the number of chunk jobs queued.
+
+    ``marker``: the pending marker of these activities. It is dropped once every chunk
+    job is queued (by the continuation, if there is one), and only if every activity was
+    found stored (alive or deleted): an id not stored yet may belong to a try still
+    writing its rows, so its marker stays for the sweep until it is :data:`SETTLED_S`
+    old. Deleted activities are skipped.
     """
     started = time.monotonic()
-    bodies = await hub.activities.get_many(app, activity_ids)
-    activities = [bodies[i] for i in activity_ids if i in bodies]  # deleted ones are skipped
+    bodies, deleted = await hub.activities.lookup(app, activity_ids)
+    activities = [bodies[i] for i in activity_ids if i in bodies]
+    absent = [i for i in activity_ids if i not in bodies and i not in deleted]
     if not own_done:
         await write_own_feeds(hub, app, activities)
     followers = await hub.follows.followers_many(app, sorted({a.actor for a in activities}))
     queued = 0
     for n, activity in enumerate(activities):
         if n and time.monotonic() - started > budget:
-            await enqueue_fanout(hub, app, [a.id for a in activities[n:]], own_done=True)
-            break
+            rest = [a.id for a in activities[n:]] + absent
+            # Named after this job and where it stops, so a re-run of this job finds it.
+            job_id = f"{fanout_job_id(app, activity_ids, marker)}:{rest[0]}"
+            await enqueue_fanout(hub, app, rest, own_done=True, marker=marker, job_id=job_id)
+            return queued
         queued += await _queue_chunks(hub, app, activity, followers[activity.actor])
+    if marker is not None:
+        if absent and marker_age(marker.id) < SETTLED_S:
+            log.info("%s: %s not stored yet; marker %s kept for the sweep", app, ", ".join(absent), marker.id)
+        else:
+            await hub.activities.markers.done(app, marker)
     return queued
-
-
 async def plan(hub: Hub, app: str, activity_id: str) -> int:
     """Plan one activity (see :func:`plan_many`)."""
     return await plan_many(hub, app, [activity_id], budget=float("inf"))

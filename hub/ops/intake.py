@@ -1,9 +1,11 @@
 """Accepting activities: validate, store durably, queue the fan-out.
 
 An activity is answered 202 only once it is in Cassandra together with a pending fan-out
-marker for its group. Once its fan-out job is queued the marker is deleted; if queueing
-fails, the worker's sweep finds the marker and queues the jobs, so an accepted activity
-is never lost.
+marker for its group. The marker stays until the fan-out is certain: the planning job
+deletes it once it has queued every chunk (hub/ops/fanout.py ``plan_many``), and intake
+deletes it only when there was no job to queue. If queueing fails, or the job fails for
+good, the worker's sweep finds the marker and queues the fan-out again, so an accepted
+activity is never lost (hub/storage/pending.py).
 
 In ``hub serve`` the requests of one app that arrive together are committed as one group
 (:class:`Intake`, hub/ops/groupcommit.py): one foreign-id read, one marker and one fan-out
@@ -25,8 +27,10 @@ from hub.domain.models import Activity
 from hub.errors import InvalidActivity, NotFound, Unavailable
 from hub.ops.fanout import enqueue_remove, queue_fanout, queue_own_feeds
 from hub.ops.groupcommit import GroupCommit
+from hub.queue import EXISTS, NOTHING_TO_DO
 from hub.storage.activities import Stored, StoreResult
 from hub.storage.foreignids import CLAIM_TTL, Claim, parse_claim, pending_claims
+from hub.storage.pending import MarkerRef
 from hub.storage.redis import REDIS_DOWN
 from hub.storage.trip import Trip
 
@@ -73,8 +77,9 @@ class _Item:
 class Intake:
     """Accepting activities in one server process: concurrent requests share commits.
 
-    The pending markers of a committed group are dropped after the answers go out: a
-    marker left behind by a crash only makes the sweep queue an idempotent fan-out again.
+    A committed group's pending marker is dropped by its planning job, or here after the
+    answers go out when no job was needed: a marker left behind by a crash only makes the
+    sweep queue an idempotent fan-out again.
     """
 
     def __init__(self, hub: Hub, *, max_group: int = MAX_GROUP) -> None:
@@ -107,18 +112,18 @@ class Intake:
 
     async def _commit(self, app: str, items: list[_Item]) -> list[Stored]:
         claimed = {i.activity.id: i.claim for i in items if i.claimed}
-        result, queued = await commit(self.hub, app, [i.activity for i in items], claimed)
-        if queued:
-            self._cleanups.spawn(drop_markers(self.hub, app, result))
+        result, done = await commit(self.hub, app, [i.activity for i in items], claimed)
+        if done:
+            self._cleanups.spawn(drop_marker(self.hub, app, result))
         return result.stored
 
 
 async def accept(hub: Hub, app: str, inputs: Sequence[ActivityInput], *, batch: bool) -> list[dict[str, str | None]]:
     """One request on its own (no grouping): tests and tools."""
     check_targets(hub, inputs, batch)
-    result, queued = await commit(hub, app, [a.with_id(hub.ids.new()) for a in inputs])
-    if queued:
-        await drop_markers(hub, app, result)
+    result, done = await commit(hub, app, [a.with_id(hub.ids.new()) for a in inputs])
+    if done:
+        await drop_marker(hub, app, result)
     return _answer(result.stored)
 
 
@@ -133,32 +138,40 @@ async def commit(
     queue one planning job for the followers of what is new (none when the authors are
     known to have no followers).
 
-    Returns the stored activities and whether their fan-out is queued, so that the
-    markers may go. A ``foreign_id`` seen twice (in one request or across a group) is
-    stored once: the occurrence that won its claim (else the first) is ``created``, the
-    others repeat it. A known activity whose first try may not have got its fan-out
-    queued is fanned out again.
+    Returns the stored activities and whether the marker may go now: True only when no
+    planning job was needed. A queued job drops the marker itself once the fan-out is
+    certain; one that could not be queued (Redis down, or a job of that name still
+    there) leaves it to the sweep. A ``foreign_id`` seen twice (in one request or across
+    a group) is stored once: the occurrence that won its claim (else the first) is
+    ``created``, the others repeat it. A known activity whose first try may not have got
+    its fan-out certain is fanned out again.
     ``claimed``: the foreign-id claims already made, as for ``ActivityStore.store_many``.
     """
     trip = Trip(hub.redis)  # one round trip after Cassandra's: bodies, own feeds, the job
     result = await hub.activities.store_many(app, activities, trip=trip, claimed=claimed)
     todo = list({s.activity.id: s.activity for s in result.stored if s.fan_out}.values())
+    job = None
     if todo:
         queue_own_feeds(hub, trip, app, todo)
-        queue_fanout(hub, trip, app, [a.id for a in todo], own_done=True, authors=[a.actor for a in todo])
+        job = queue_fanout(hub, trip, app, [a.id for a in todo], own_done=True, authors=[a.actor for a in todo],
+                           marker=MarkerRef(result.minute, result.marker))
     try:
-        await trip.execute()
+        answers = await trip.execute()
     except REDIS_DOWN:
         log.warning("%s: %d activities stored but not queued: the sweep will fan them out", app, len(todo))
         return result, False
-    return result, True
+    if job is not None and answers[job] == EXISTS:  # only a re-used name: the sweep re-queues it
+        log.warning("%s: fan-out job of marker %s already there; left to the sweep", app, result.marker)
+    return result, job is None or answers[job] == NOTHING_TO_DO
 
 
-async def drop_markers(hub: Hub, app: str, result: StoreResult) -> None:
+async def drop_marker(hub: Hub, app: str, result: StoreResult) -> None:
+    if not result.marker:
+        return
     try:
-        await hub.activities.markers.queued(app, result.minute, *result.markers)
-    except Unavailable:  # stored and queued: the sweep re-queues it, harmlessly
-        log.warning("%s: pending markers %s not cleared", app, ", ".join(result.markers))
+        await hub.activities.markers.queued(app, result.minute, result.marker)
+    except Unavailable:  # nothing to fan out: the sweep's job finds that out again, harmlessly
+        log.warning("%s: pending marker %s not cleared", app, result.marker)
 
 
 async def delete(hub: Hub, app: str, activity_id: str | None, foreign_id: str | None) -> str:

@@ -44,8 +44,8 @@ class Stored:
 @dataclass(frozen=True)
 class StoreResult:
     stored: list[Stored]  # one per activity given, in order
-    minute: int  # the pending markers' partition
-    markers: tuple[str, ...]  # to drop once the fan-out is queued
+    minute: int  # the pending marker's partition
+    marker: str  # its name: to drop once the fan-out is certain (or none is needed)
 
 
 class ActivityStore:
@@ -81,8 +81,10 @@ class ActivityStore:
         finished under its id when it never stored its activity).
 
         A failure answers 503 and may leave some of the round written: rows without a
-        marker are fanned out by the retry (the activity is then ``unconfirmed``), a
-        marker without rows names ids that the fan-out skips.
+        marker are fanned out by the retry (the activity is then ``unconfirmed``, and its
+        rows other than the body are written again), a marker without rows stays for the
+        sweep a while in case they land late (hub/ops/fanout.py ``plan_many``). The
+        marker is named by this try's smallest id, never by an earlier try's.
 
         The bodies go to Redis, and the claims are confirmed, on ``trip`` if one is given
         (its caller sends it), else at once.
@@ -96,15 +98,18 @@ class ActivityStore:
         k = self.keys(app)
         minute = minute_bucket() if minute is None else minute
         if not activities:
-            return StoreResult([], minute, ())
+            return StoreResult([], minute, "")
         chosen, earlier = await self.foreign_ids.stand_ins(k, activities, claimed or {})
         fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
+        # Named by an id of this try only, so that no earlier try's marker or job shares
+        # its name (hub/storage/pending.py).
+        name = min(a.id for a in activities)
+        named = [a.id for a in fresh] + [c.id for c in earlier.values()]
         marker, bodies, first = await asyncio.gather(
-            self.markers.mark(app, minute, [a.id for a in fresh] + [c.id for c in earlier.values()]),
+            self.markers.mark(app, minute, named, name=name),
             self._write(app, fresh),
             self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
         )
-        markers = [marker]
         # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
         forgotten = {f: i for f, i in first.items() if i < chosen[f].id}
         if forgotten:
@@ -114,9 +119,14 @@ class ActivityStore:
             *(self._settle(app, k, f, chosen[f], Claim(i, False), wait=False) for f, i in forgotten.items()),
         )))
         adopted = [a for a, how in settled.values() if how == "adopted"]
-        if forgotten or adopted:
-            markers.append(await self.markers.mark(app, minute, [a.id for a, _ in settled.values()]))
-            bodies |= await self._write(app, adopted)
+        unsure = [a for a, how in settled.values() if how == "unconfirmed"]
+        if forgotten:  # the same marker, now naming the earlier ids too
+            await self.markers.mark(app, minute, named + [a.id for a, _ in settled.values()], name=name)
+        if adopted or unsure:
+            # An unconfirmed try may have stored only part of its rows (an unlogged
+            # batch that failed half-way): its rows other than the body are written again.
+            written = await asyncio.gather(self._write(app, adopted), self._write(app, unsure, body=False))
+            bodies |= written[0]
         new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
         own = trip is None
         trip = Trip(self.redis) if trip is None else trip
@@ -136,7 +146,7 @@ class ActivityStore:
             else:
                 stored = settled[fid][0] if fid in settled else chosen[fid]
                 results.append(Stored(stored, created=standing))
-        return StoreResult(results, minute, tuple(sorted(set(markers))))
+        return StoreResult(results, minute, marker)
 
     async def _settle(
         self, app: str, k: Keys, fid: str, ours: Activity, claim: Claim, *, wait: bool = True
@@ -146,12 +156,14 @@ class ActivityStore:
         the activity, so ours is finished under its id."""
         if wait:
             claim = await self.foreign_ids.wait_confirmed(k, fid, claim, CLAIM_WAIT)
-        found = await self.get_one(app, claim.id, include_deleted=True)
-        if found is None:
-            return replace(ours, id=claim.id), "adopted"
-        return found, "existing" if claim.confirmed else "unconfirmed"
+        alive, deleted = await self.lookup(app, [claim.id])
+        if claim.id in alive:
+            return alive[claim.id], "existing" if claim.confirmed else "unconfirmed"
+        if claim.id in deleted:  # deleted since: repeated, never fanned out again
+            return deleted[claim.id], "existing"
+        return replace(ours, id=claim.id), "adopted"
 
-    async def _write(self, app: str, activities: Sequence[Activity]) -> dict[str, str]:
+    async def _write(self, app: str, activities: Sequence[Activity], *, body: bool = True) -> dict[str, str]:
         """Each activity's rows in its own unlogged batch, all batches concurrently.
         Returns the encoded bodies by id (for the Redis cache).
 
@@ -161,15 +173,17 @@ class ActivityStore:
         25 (docs/benchmarks.md, Intake). Unlogged is safe: every row is idempotent,
         nothing is answered 202 before all batches succeed, and each row alone is
         harmless (a user-feed row without a body is skipped by rebuilds).
+        ``body=False``: all rows but the body's (an activity known to be stored).
         """
         bodies = {a.id: json.dumps(a.to_json(), separators=(",", ":")) for a in activities}
         batches: list[list[tuple[str, Sequence[object]]]] = []
         for a in activities:
             rows: list[tuple[str, Sequence[object]]] = [
-                ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)",
-                 (app, a.id, bodies[a.id])),
                 ("INSERT INTO {ks}.user_activities (app, actor, id) VALUES (%s, %s, %s)", (app, a.actor, a.id)),
             ]
+            if body:  # else the body is stored (and must not be written over: it may be deleted)
+                rows.insert(0, ("INSERT INTO {ks}.activities (app, id, body, deleted) VALUES (%s, %s, %s, false)",
+                                (app, a.id, bodies[a.id])))
             if a.foreign_id is not None:
                 rows.append((FOREIGN_ID_INSERT, (app, a.foreign_id, a.id)))
             rows += [("INSERT INTO {ks}.feed_targets (app, feed, id) VALUES (%s, %s, %s)", (app, f, a.id)) for f in a.to]
@@ -194,11 +208,18 @@ class ActivityStore:
 
         Deleted activities are left out unless ``include_deleted`` (removal needs them).
         """
+        alive, deleted = await self.lookup(app, ids)
+        return alive | deleted if include_deleted else alive
+
+    async def lookup(self, app: str, ids: Sequence[str]) -> tuple[dict[str, Activity], dict[str, Activity]]:
+        """The stored activities among ``ids``, by id: those alive, and those deleted.
+        An id in neither is not stored (yet, or ever)."""
         if not ids:
-            return {}
+            return {}, {}
         k = self.keys(app)
         cached = await self.redis.mget([k.activity(i) for i in ids])
         found: dict[str, Activity] = {}
+        deleted: dict[str, Activity] = {}
         missing: list[str] = []
         for i, raw in zip(ids, cached):
             if raw is None:
@@ -209,13 +230,13 @@ class ActivityStore:
             rows = await self._fetch_rows(app, missing)
             pipe = self.redis.pipeline(transaction=False)
             for r in rows:
-                if r.deleted and not include_deleted:
+                if r.deleted:
+                    deleted[r.id] = Activity.from_json(json.loads(r.body))
                     continue
                 found[r.id] = Activity.from_json(json.loads(r.body))
-                if not r.deleted:
-                    pipe.set(k.activity(r.id), r.body, ex=BODY_TTL)
+                pipe.set(k.activity(r.id), r.body, ex=BODY_TTL)
             await pipe.execute()
-        return found
+        return found, deleted
 
     async def _fetch_rows(self, app: str, ids: Sequence[str]) -> list[object]:
         results = await asyncio.gather(*(

@@ -323,7 +323,7 @@ async def test_a_long_plan_continues_in_a_new_job(hub: Hub, settings: Settings) 
     assert any(k.startswith(f"chunk:{APP}:{ids[0]}:") for k in jobs)
     assert not any(k.startswith(f"chunk:{APP}:{ids[1]}:") or k.startswith(f"chunk:{APP}:{ids[2]}:") for k in jobs)
     # Own feeds were written for all three before the budget ran out: the rest skips them.
-    assert list(jobs[f"fanout:{APP}:{ids[1]}"].args) == [APP, ids[1:], True]
+    assert list(jobs[f"fanout:{APP}:{ids[0]}:{ids[1]}"].args) == [APP, ids[1:], True, None]
 
 
 async def test_intake_queues_no_plan_for_authors_the_cache_knows_have_no_followers(

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 from arq import Retry
 
 from hub.ops import fanout
-from hub.storage.pending import minute_bucket
+from hub.queue import QUEUED
+from hub.storage.pending import MarkerRef, minute_bucket
+from hub.storage.trip import Trip
 from workers.context import hub_of
 from workers.resilience import is_dependency_error
 
@@ -60,10 +62,13 @@ SWEEP_MINUTES = 60
 
 
 @retry_when_down
-async def plan_fanout(ctx: dict[str, Any], app: str, activity_ids: list[str], own_done: bool = False) -> int:
+async def plan_fanout(
+    ctx: dict[str, Any], app: str, activity_ids: list[str], own_done: bool = False, marker: list[Any] | None = None
+) -> int:
+    """Plan, then drop the pending marker (``[minute, id, row]``) once the fan-out is certain."""
     hub = hub_of(ctx)
     budget = hub.settings.worker.job_timeout * 0.4
-    return await fanout.plan_many(hub, app, activity_ids, budget, own_done=own_done)
+    return await fanout.plan_many(hub, app, activity_ids, budget, own_done=own_done, marker=MarkerRef.from_json(marker))
 
 
 @retry_when_down
@@ -78,15 +83,22 @@ async def remove_activity(ctx: dict[str, Any], app: str, activity_id: str) -> in
 
 @retry_when_down
 async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
-    """Queue the fan-out of activities stored more than ``min_age`` seconds ago whose
-    fan-out never finished queueing (their pending marker is still there)."""
+    """Queue again the fan-out of every stored activity whose fan-out is not certain: each
+    pending marker named at least ``min_age`` seconds ago whose planning job is neither
+    queued nor running. A job of that name that already ran (its result kept) does not
+    stop it: the marker is still there, so that run did not make the fan-out certain.
+    Markers stay; the job drops each once its fan-out is certain. One Redis round trip
+    per app."""
     hub = hub_of(ctx)
-    now = time.time()
-    newest = minute_bucket(now - min_age)
+    newest = minute_bucket(time.time() - min_age)
     minutes = range(newest - SWEEP_MINUTES, newest + 1)
     queued = 0
     for app in hub.settings.apps:
-        for batch in await hub.activities.markers.read(app, minutes):
-            queued += await fanout.enqueue_fanout(hub, app, batch.ids)
-            await hub.activities.markers.swept(app, batch.minute, batch.id)
+        due = [b for b in await hub.activities.markers.read(app, minutes) if fanout.marker_age(b.id) >= min_age]
+        if not due:
+            continue
+        trip = Trip(hub.redis)
+        answers = [fanout.queue_fanout(hub, trip, app, b.ids, marker=b.ref, again=True) for b in due]
+        done = await trip.execute()
+        queued += sum(done[i] == QUEUED for i in answers)
     return queued

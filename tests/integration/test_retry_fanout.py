@@ -1,0 +1,123 @@
+"""No fan-out lost on retry (issue 18): a post whose first try failed against Cassandra
+(503) and whose retry was accepted (202, carrying the first try's id) reaches every
+follower's cached feed, whatever the sweep did in between.
+
+The reproduction, step by step with real services: the first try reaches Cassandra
+through a relay that is cut (a real outage as that try sees it: its foreign id stays
+claimed ``<id>?`` and nothing is stored); the retry finds that claim and, while it waits
+for it to be confirmed, has already written a pending marker naming the first try's id
+but not yet its rows; a sweep pass runs then (the cron runs it every 30 s) and a worker
+runs the job it queued, which finds nothing stored. Before the fix that job's kept
+result made the retry's queueing a no-op, and both the sweep and intake had deleted the
+marker, so nothing was left to find the activity again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+
+import pytest
+
+from hub.config import Settings
+from hub.core import Hub
+from hub.domain.activity import ActivityInput
+from hub.errors import Unavailable
+from hub.ops import follow as follow_ops
+from hub.ops import intake, rebuild
+from hub.queue import HIGH, queue_name
+from hub.storage.pending import minute_bucket
+from tests.conftest import uid
+from tests.helpers import wait_for
+from tests.wire import TcpProxy
+from workers.context import close_hub, open_hub
+from workers.jobs.fanout import sweep_pending
+
+APP = "t1"
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    from workers.main import run_workers
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(settings, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def hub_through_cut_relay(settings: Settings) -> AsyncIterator[Hub]:
+    """A hub whose Cassandra is reached through a relay, cut once the hub is open."""
+    relay = TcpProxy(settings.cassandra.hosts[0], settings.cassandra.port)
+    port = await relay.start()
+    cut = dataclasses.replace(settings, cassandra=dataclasses.replace(
+        settings.cassandra, hosts=("127.0.0.1",), port=port, request_timeout=2.0))
+    h = await open_hub(cut)
+    await relay.cut()
+    try:
+        yield h
+    finally:
+        await close_hub(h)
+
+
+async def pending_ids(hub: Hub) -> set[str]:
+    minutes = range(minute_bucket() - 2, minute_bucket() + 1)
+    return {i for b in await hub.activities.markers.read(APP, minutes) for i in b.ids}
+
+
+async def queue_empty(hub: Hub, settings: Settings) -> bool:
+    return not await hub.queue.queued_jobs(queue_name=queue_name(settings.redis, HIGH))
+
+
+async def test_a_retry_whose_marker_was_swept_early_is_still_fanned_out(hub: Hub, settings: Settings) -> None:
+    author, readers, fid = uid("author"), [uid("reader") for _ in range(3)], uid("fid")
+    for r in readers:
+        await follow_ops.follow(hub, APP, r, author, 0)
+        await rebuild.ensure_built(hub, APP, hub.settings.feeds["timeline"], r)  # cached, as if read
+
+    def activity() -> ActivityInput:
+        return ActivityInput(actor=author, verb="post", object="note:1", foreign_id=fid,
+                             time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+    async with running_worker(settings):
+        # First try: Cassandra is unreachable for it; it answers 503 with its claim pending.
+        async with hub_through_cut_relay(settings) as down:
+            with pytest.raises(Unavailable):
+                await intake.accept(down, APP, [activity()], batch=False)
+        raw = await hub.redis.get(hub.activities.keys(APP).foreign_id(fid))
+        claim = raw.decode() if isinstance(raw, bytes) else str(raw)
+        assert claim.endswith("?")
+        first = claim[:-1]
+        assert first not in await pending_ids(hub)
+
+        # The retry: it marks the first try's id, then waits (up to 3 s) for that claim.
+        retry = asyncio.create_task(intake.accept(hub, APP, [activity()], batch=False))
+        assert await wait_for(lambda: _named(hub, first), timeout=3)
+        assert not retry.done()
+        # A sweep pass lands now; the worker runs what it queued while nothing is stored.
+        await sweep_pending({"hub": hub}, min_age=0)
+        assert await wait_for(lambda: queue_empty(hub, settings), timeout=2)
+        await asyncio.sleep(0.2)  # the job's result is kept
+        assert not retry.done()
+        (answer,) = await retry
+        assert answer["id"] == first  # 202 carrying the first try's id
+
+        # Sweeps go on as the worker's cron would run them.
+        async def everywhere() -> bool:
+            await sweep_pending({"hub": hub}, min_age=0)
+            feeds = [await hub.feeds.flat_ids(APP, f"timeline:{r}", 10) for r in readers]
+            return all(first in f for f in feeds)
+
+        assert await wait_for(everywhere, timeout=15), "the retried post never reached the followers' feeds"
+        assert first not in await pending_ids(hub)  # its fan-out is certain: the marker went
+
+
+async def _named(hub: Hub, activity_id: str) -> bool:
+    return activity_id in await pending_ids(hub)
