@@ -151,3 +151,60 @@ async def test_counts_stay_exact_after_deletes_in_a_big_group(settings: Settings
         await feeds.drop(app, feed)
         await r.delete(feeds.keys(app).marks(feed))
         await r.aclose()
+
+
+async def test_trimmed_groups_leave_nothing_behind(settings: Settings) -> None:
+    r = redis_storage.connect(settings.redis)
+    feeds = FeedCache(r, settings.redis.key_prefix)
+    app, ids = f"cost{secrets.token_hex(3)}", IdGenerator()
+    group = dataclasses.replace(_group(settings), aggregate="{verb}", max_length=3)
+    feed = f"timeline_aggregated:{uid('trim')}"
+    k = feeds.keys(app)
+    t = datetime.now(timezone.utc)
+    try:
+        await _open(feeds, app, group, [feed])
+        for verb in ["v1", "v2", "v3", "v4", "v5"]:  # 5 groups of 20 by 3 actors; the oldest 2 go
+            acts = [Activity(id=ids.new(), actor=f"{verb}-{i % 3}", verb=verb, object="o", time=t) for i in range(20)]
+            await _fill(feeds, app, group, [feed], acts)
+        held = await feeds.groups(app, feed, 10)
+        assert [g.key for g in held] == ["v5", "v4", "v3"]
+        assert [len(g.members) for g in held] == [20, 20, 20]
+        assert await r.zcard(k.agg_members(feed)) == 60
+        assert await r.zcard(k.agg_actors(feed)) == 9
+        assert await r.hlen(k.agg_actor_counts(feed)) == 9
+        assert sorted(await r.hkeys(k.agg_state(feed))) == sorted(g.id for g in held)
+        assert await r.zcard(k.agg(feed)) == 4  # and the sentinel
+        # An activity of a trimmed group that arrives late starts it afresh, and is trimmed.
+        late = Activity(id=IdGenerator().new(now_ms=1), actor="x", verb="v1", object="o", time=t)
+        await feeds.add(app, group, [feed], late)
+        assert [g.key for g in await feeds.groups(app, feed, 10)] == ["v5", "v4", "v3"]
+        assert await r.zcard(k.agg_members(feed)) == 60 and await r.hlen(k.agg_actor_counts(feed)) == 9
+    finally:
+        await feeds.drop(app, feed)
+        assert [await r.exists(key) for key in feeds.group_keys(k, feed)] == [0] * 6
+        await r.delete(k.marks(feed))
+        await r.aclose()
+
+
+async def test_a_cache_in_the_older_layout_is_not_read(settings: Settings) -> None:
+    """After a deploy, a feed cached by an older hub reads as not cached (it is rebuilt)."""
+    r = redis_storage.connect(settings.redis)
+    feeds = FeedCache(r, settings.redis.key_prefix)
+    app, group = f"cost{secrets.token_hex(3)}", _group(settings)
+    feed = f"timeline_aggregated:{uid('old')}"
+    k = feeds.keys(app)
+    old_order, old_states, old_page = k.legacy_agg(feed)
+    try:
+        await r.set(k.built(feed), "1")
+        await r.zadd(old_order, {"!": 0, "01ABC|00ff": 0})
+        await r.hset(old_states, "00ff", '{"k": "like:x", "m": {"01ABC": "a"}, "c": "t", "n": "01ABC"}')
+        await r.set(old_page, "1\t\t\n")
+        await r.hset(k.marks(feed), "!", "1")
+        assert (await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)).missing == "feed"
+        assert not await feeds.is_built(app, group, feed)
+        await feeds.start_build(app, group, feed)  # what a rebuild does first
+        assert [await r.exists(key) for key in (old_order, old_states, old_page)] == [0, 0, 0]
+    finally:
+        await feeds.drop(app, feed)
+        await r.delete(k.marks(feed), old_order, old_states, old_page)
+        await r.aclose()
