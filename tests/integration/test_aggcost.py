@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import statistics
 import time
 from datetime import datetime, timezone
 
@@ -73,11 +74,13 @@ async def test_add_cost_does_not_grow_with_the_group(settings: Settings) -> None
         calls = ADDS // FEEDS
         more_big, more_small = _acts(ids, "like", calls), _acts(ids, "post", calls)
         step = calls // ROUNDS
-        t_big = t_small = 0.0
+        t_big: list[float] = []
+        t_small: list[float] = []
         for i in range(ROUNDS):  # interleaved, so noise from other work hits both sizes alike
-            t_big += await _timed(feeds, app, group, big, more_big[i * step : (i + 1) * step])
-            t_small += await _timed(feeds, app, group, small, more_small[i * step : (i + 1) * step])
-        per_big, per_small = t_big / ADDS * 1e6, t_small / ADDS * 1e6
+            t_big.append(await _timed(feeds, app, group, big, more_big[i * step : (i + 1) * step]))
+            t_small.append(await _timed(feeds, app, group, small, more_small[i * step : (i + 1) * step]))
+        # The median round: a burst of other work on the machine moves one round, not it.
+        per_big, per_small = (statistics.median(ts) / (step * FEEDS) * 1e6 for ts in (t_big, t_small))
         print(f"per add: {per_small:.1f} us at {SMALL} activities per group, {per_big:.1f} us at {BIG}")
         assert per_big < 3 * per_small, (per_small, per_big)
         page = await feeds.read(app, group, big[0], "reader", 5, None, 1, "x:", 15, False)
