@@ -56,7 +56,6 @@ safely.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,31 +69,13 @@ from hub.domain.aggregation import group_id, group_key
 from hub.domain.models import Activity, format_time
 from hub.storage import feedscripts
 from hub.storage.changes import channel
+from hub.storage.groupreads import SENTINEL, GroupReads, GroupSummary, parse_summaries
 from hub.storage.rankindex import RankIndex
 from hub.storage.redis import Keys
 from hub.storage.scriptbatch import ScriptBatch
 from hub.storage.trip import Trip
 
-SENTINEL = "!"
 PAGE_TTL = 300  # seconds: the pages of users who read often stay; the others' memory is given back
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSummary:
-    """What the read script says about a group on the page: its entry but for the bodies."""
-
-    id: str
-    key: str
-    created_at: str
-    newest_id: str
-    activity_count: int
-    actor_count: int
-    actors: list[str]
-    newest: list[str]  # the newest activity ids (at most the per-group limit), newest first
-
-    @property
-    def cursor(self) -> str:
-        return f"{self.newest_id}|{self.id}"
 
 
 @dataclass(frozen=True)
@@ -116,31 +97,12 @@ class HotRead:
 _MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
 
 
-@dataclass(frozen=True)
-class GroupState:
-    """An aggregated group with every member (activity id -> actor): for checks and tools
-    (:meth:`FeedCache.groups`), O(size of the group). Entries are built from
-    :class:`GroupSummary`."""
-
-    id: str
-    key: str
-    members: dict[str, str]
-    created_at: str
-    newest_id: str
-
-    @property
-    def cursor(self) -> str:
-        return f"{self.newest_id}|{self.id}"
-
-
-class FeedCache:
+class FeedCache(GroupReads):
     def __init__(self, redis: Redis, prefix: str) -> None:
-        self.redis = redis
-        self.prefix = prefix
+        super().__init__(redis, prefix)
         self._flat_add = redis.register_script(feedscripts.FLAT_ADD)
         self._agg_add = redis.register_script(feedscripts.AGG_ADD)
         self._agg_remove = redis.register_script(feedscripts.AGG_REMOVE)
-        self._summaries = redis.register_script(feedscripts.GROUP_SUMMARIES)
         self._flat_remove = redis.register_script(feedscripts.FLAT_REMOVE)
         self._channel = channel(prefix)
         self._read = redis.register_script(feedscripts.READ)
@@ -148,9 +110,6 @@ class FeedCache:
         self._store_page = ScriptBatch(redis, redis.register_script(feedscripts.STORE_PAGE))
         self._keeping = Background()  # pages being stored
         self.ranks = RankIndex(redis, prefix)
-
-    def keys(self, app: str) -> Keys:
-        return Keys(self.prefix, app)
 
     def _notify_args(self, k: Keys) -> list[object]:
         return [time.time(), k.app, k.base, self._channel]
@@ -269,51 +228,6 @@ class FeedCache:
         ids: list[str] = await self.redis.zrevrangebylex(self.keys(app).feed(feed), top, f"({SENTINEL}", 0, limit)
         return ids
 
-    async def groups(self, app: str, feed: str, limit: int, before: str | None = None) -> list[GroupState]:
-        """Groups with every member, newest first: O(their sizes), for checks and tools."""
-        k = self.keys(app)
-        top = f"({before}" if before else "+"
-        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
-        if not entries:
-            return []
-        gids = [m.split("|", 1)[1] for m in entries]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(k.agg_state(feed), gids)
-        for gid in gids:
-            pipe.zrangebylex(k.agg_members(feed), f"[{gid}|", f"({gid}}}")
-        raws, *members = await pipe.execute()
-        out: list[GroupState] = []
-        for gid, raw, ms in zip(gids, raws, members):
-            if raw is None:  # trimmed between the two calls
-                continue
-            st = json.loads(raw)
-            held = dict(m[len(gid) + 1 :].split("|", 1) for m in ms)
-            out.append(GroupState(gid, st["k"], held, st["c"], st["n"]))
-        return out
-
-    async def page_groups(self, app: str, feed: str, limit: int, before: str | None = None,
-                          per_group: int = 15, actors: int = 5) -> list[GroupSummary]:
-        """Summaries of the ``limit`` groups below the cursor ``before``, newest first."""
-        k = self.keys(app)
-        top = f"({before}" if before else "+"
-        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
-        return await self.summaries(app, feed, [m.split("|", 1)[1] for m in entries], per_group, actors)
-
-    async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
-                        actors: int = 5) -> list[GroupSummary]:
-        """Summaries of these groups of a feed, in their order; groups it does not hold are left out."""
-        pipe = self.redis.pipeline(transaction=False)
-        await self.queue_summaries(pipe, app, feed, gids, per_group, actors)
-        (raw,) = await pipe.execute()
-        return parse_summaries(raw)
-
-    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
-                              actors: int = 5) -> None:
-        """:meth:`summaries` queued on a pipeline; its answer goes through :func:`parse_summaries`."""
-        k = self.keys(app)
-        keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]
-        await self._summaries(keys=keys, args=[per_group, actors, *gids], client=pipe)
-
     async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
                    bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5,
                    page_token: str = "") -> HotRead:
@@ -364,7 +278,3 @@ class FeedCache:
         n: int = await self.redis.zcard(self.order_key(self.keys(app), group, feed))
         return max(0, n - 1)
 
-
-def parse_summaries(raw: Sequence[Any]) -> list[GroupSummary]:
-    """The summaries a script returned (lua/groups.lua, summary), without the gone ones."""
-    return [GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), list(g[6]), list(g[7])) for g in raw if g]

@@ -1,0 +1,117 @@
+"""Reading an aggregated feed's groups (layout: :mod:`hub.storage.feedcache`).
+
+A group's entry is built from its :class:`GroupSummary`, which the scripts compute
+inside Redis in O(log n) whatever the group's size (hub/storage/lua/groups.lua,
+``summary``); :meth:`GroupReads.groups` lists every member and is for checks and tools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hub.storage import feedscripts
+from hub.storage.redis import Keys
+
+SENTINEL = "!"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """What the read script says about a group on the page: its entry but for the bodies."""
+
+    id: str
+    key: str
+    created_at: str
+    newest_id: str
+    activity_count: int
+    actor_count: int
+    actors: list[str]
+    newest: list[str]  # the newest activity ids (at most the per-group limit), newest first
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.newest_id}|{self.id}"
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """An aggregated group with every member (activity id -> actor): for checks and tools
+    (:meth:`FeedCache.groups`), O(size of the group). Entries are built from
+    :class:`GroupSummary`."""
+
+    id: str
+    key: str
+    members: dict[str, str]
+    created_at: str
+    newest_id: str
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.newest_id}|{self.id}"
+
+
+class GroupReads:
+    """The group reads of :class:`hub.storage.feedcache.FeedCache` (its base)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._summaries = redis.register_script(feedscripts.GROUP_SUMMARIES)
+
+    def keys(self, app: str) -> Keys:
+        return Keys(self.prefix, app)
+
+    async def groups(self, app: str, feed: str, limit: int, before: str | None = None) -> list[GroupState]:
+        """Groups with every member, newest first: O(their sizes), for checks and tools."""
+        k = self.keys(app)
+        top = f"({before}" if before else "+"
+        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
+        if not entries:
+            return []
+        gids = [m.split("|", 1)[1] for m in entries]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.agg_state(feed), gids)
+        for gid in gids:
+            pipe.zrangebylex(k.agg_members(feed), f"[{gid}|", f"({gid}}}")
+        raws, *members = await pipe.execute()
+        out: list[GroupState] = []
+        for gid, raw, ms in zip(gids, raws, members):
+            if raw is None:  # trimmed between the two calls
+                continue
+            st = json.loads(raw)
+            held = dict(m[len(gid) + 1 :].split("|", 1) for m in ms)
+            out.append(GroupState(gid, st["k"], held, st["c"], st["n"]))
+        return out
+
+    async def page_groups(self, app: str, feed: str, limit: int, before: str | None = None,
+                          per_group: int = 15, actors: int = 5) -> list[GroupSummary]:
+        """Summaries of the ``limit`` groups below the cursor ``before``, newest first."""
+        k = self.keys(app)
+        top = f"({before}" if before else "+"
+        entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
+        return await self.summaries(app, feed, [m.split("|", 1)[1] for m in entries], per_group, actors)
+
+    async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
+                        actors: int = 5) -> list[GroupSummary]:
+        """Summaries of these groups of a feed, in their order; groups it does not hold are left out."""
+        pipe = self.redis.pipeline(transaction=False)
+        await self.queue_summaries(pipe, app, feed, gids, per_group, actors)
+        (raw,) = await pipe.execute()
+        return parse_summaries(raw)
+
+    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
+                              actors: int = 5) -> None:
+        """:meth:`summaries` queued on a pipeline; its answer goes through :func:`parse_summaries`."""
+        k = self.keys(app)
+        keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]
+        await self._summaries(keys=keys, args=[per_group, actors, *gids], client=pipe)
+
+
+def parse_summaries(raw: Sequence[Any]) -> list[GroupSummary]:
+    """The summaries a script returned (lua/groups.lua, summary), without the gone ones."""
+    return [GroupSummary(g[0], g[1], g[2], g[3], int(g[4]), int(g[5]), list(g[6]), list(g[7])) for g in raw if g]
