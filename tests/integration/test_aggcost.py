@@ -1,9 +1,11 @@
-"""Aggregated fan-out costs the same per activity whatever the size of the group.
+"""Aggregated feeds at constant cost per activity (hub/storage/feedcache.py, layout).
 
 Measured against the real Redis: the same number of adds (one script call per 10 feeds,
 as fan-out writes them) into groups already holding ``BIG`` activities and into groups
 holding ``SMALL``, interleaved in rounds so that other load on the machine hits both
-alike. Exactness after deletes is checked on a big group too.
+alike. Also: counts exact after deletes in a big group (against the pure model of
+hub/domain/aggregation.py), trimmed groups leaving nothing behind, and caches of the
+older layout never read.
 """
 
 from __future__ import annotations
