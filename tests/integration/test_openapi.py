@@ -33,6 +33,7 @@ from openapi_spec_validator import validate
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -53,11 +54,14 @@ from web.server import HubRunner
 
 APP_ID = "oapi"
 SEEDED = ("oa-alice", "oa-bob", "oa-carol")
+# negative_data_rejection: a request the document calls invalid must be refused (4xx), so
+# the document is no looser than the server.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+          response_headers_conformance, response_schema_conformance, negative_data_rejection]
 # Fuzzed examples per operation (the coverage phase adds its own), bounded so that the
 # module runs in well under two minutes on a shared 2-core machine; raise it to hunt.
 MAX_EXAMPLES = int(os.environ.get("HUB_OPENAPI_EXAMPLES", "150"))
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _FEED_PATH = re.compile(r"^/v1/feeds/[^/]+/(?P<user>[^/]+)(/seen|/read)?$")
 
 
@@ -106,20 +110,22 @@ async def test_static_files_and_missing_ones(client) -> None:  # type: ignore[no
 
 
 class HubAuth(requests.auth.AuthBase):
-    """Signs app calls over the body as sent; gives user calls a token for the path's user."""
+    """Makes generated credentials valid: signs app calls over the body as sent, gives user
+    calls a token for the path's user. A call that schemathesis sent without them (to
+    see it refused) is left without."""
 
     def __init__(self, app: AppSettings) -> None:
         self.app = app
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         path = urlsplit(r.url or "").path
-        if path.startswith("/v1/apps/"):
+        if path.startswith("/v1/apps/") and all(h in r.headers for h in SIGNATURE_HEADERS):
             body = r.body or b""
             body = body.encode() if isinstance(body, str) else body
             msg_id, ts = f"msg_{time.monotonic_ns()}", int(time.time())
             r.headers.update({"webhook-id": msg_id, "webhook-timestamp": str(ts),
                               "webhook-signature": sign(self.app.key, msg_id, ts, body)})
-        elif m := _FEED_PATH.match(path):
+        elif (m := _FEED_PATH.match(path)) and "Authorization" in r.headers:
             token = self.token(unquote(m["user"]))
             if token:
                 r.headers["Authorization"] = f"Bearer {token}"
@@ -182,7 +188,7 @@ def served(settings: Settings) -> Iterator[Served]:
 # (``served`` checks that its /openapi.json is this very document). schemathesis's lazy
 # ``from_fixture`` loader does not run under pytest 9.2 (it sets ``node._nodeid``).
 schema = schemathesis.openapi.from_dict(document(), config=schemathesis.Config.from_dict({
-    "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+    "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "allow-extra-parameters": False},
     "request-timeout": 30,
 }))
 

@@ -62,12 +62,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "actor": _id("who did it"), "verb": _id("what was done"), "object": _id("to what"),
-            "target": _id("where"), "foreign_id": _id("the app's own id: the same foreign_id twice is "
-                                                     "the same activity"),
-            "time": {**_TIME, "description": "defaults to now"},
-            "to": {"type": "array", "maxItems": 100, "items": ref("FeedId"),
-                   "description": "more feeds to deliver to"},
-            "extra": {"type": "object", "description": "any JSON object up to 16 KiB"},
+            # null is the same as leaving an optional field out.
+            "target": _nullable(_id("where")),
+            "foreign_id": _nullable(_id("the app's own id: the same foreign_id twice is the same activity")),
+            "time": _nullable({**_TIME, "description": "defaults to now"}),
+            "to": _nullable({"type": "array", "maxItems": 100, "items": ref("FeedId"),
+                             "description": "more feeds to deliver to"}),
+            "extra": _nullable({"type": "object", "description": "any JSON object up to 16 KiB"}),
         },
         "examples": [{"actor": "alice", "verb": "like", "object": "photo:42", "foreign_id": "like:991",
                       "to": ["notification:bob"], "extra": {"text": "nice"}}],
@@ -172,8 +173,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "description": '{"ids": [...]} (entry ids, at most 1,000) or {"all": true}; not both.',
         "properties": {
-            "ids": {"type": "array", "maxItems": 1000,
-                    "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+            "ids": {"type": "array", "maxItems": 1000, "items": _id("an entry id from a read")},
             "all": {"type": "boolean", "const": True},
         },
         "examples": [{"ids": ["<entry id>"]}, {"all": True}],
