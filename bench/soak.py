@@ -6,11 +6,12 @@ From this process, open loop (sent on schedule, whatever the answers): ``--posts
 single-activity POSTs a second (three verbs, so each follower's ``{verb}:{day}`` groups of
 ``timeline_aggregated`` grow to thousands of activities in 10 minutes) and ``--reads``
 timeline and timeline_aggregated pages a second; ``--sockets`` websockets in two client
-processes, each subscribed to its user's two timelines.
+processes, each subscribed to its user's timeline_aggregated.
 
 Fan-out lag: five posts a second are *samples*, by an author all of whose followers have a
-socket; a sample's lag runs from its 202 to the first frame naming it on the last of its
-followers' feeds (both groups). A line covers the samples posted ``GRACE`` seconds before
+socket; a sample's lag runs from its 202 to its arrival in the last of its followers'
+feeds, timeline_aggregated by the sockets' frames, timeline checked in Redis (see
+soak_parts.Samples). A line covers the samples posted ``GRACE`` seconds before
 its window, so each has had that long; one still missing then counts at its age (a lower
 bound, shown as ``>``). Printed every ``--interval`` seconds: post, read and lag p50/p99,
 the arq queues' depth, CPU and RSS of each process, and ``GET /healthz`` latency probed
@@ -31,12 +32,12 @@ import aiohttp
 
 from bench.ceilings import pubsub_ceiling, redis_zadd_ceiling
 from bench.common import Environment, Progress, environment, info, signed_headers
-from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, process_pids, set_up
+from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Samples, Sockets, process_pids, set_up
 from bench.soak_report import AUTHORS, FOLLOWS, USERS, VERBS, Ceiling, Interval, SoakOptions, SoakResult
 from hub.config import Settings
 from hub.domain.tokens import issue_token
 from hub.queue import PRIORITIES, queue_name
-from hub.storage.redis import connect
+from hub.storage.redis import Keys, connect
 
 SAMPLES_PER_S = 5.0
 HEALTH_PER_S = 5.0
@@ -122,10 +123,10 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
         redis_pid = int((await redis.info("server"))["process_id"])
         meter = ProcessMeter(process_pids(env, redis_pid, sockets.pids()))
         raw: dict[str, list[tuple[float, float]]] = {"post": [], "read": [], "health": []}
-        counts = dict.fromkeys(("posted", "post_errors", "read", "read_errors"), 0)
+        counts: dict[str, Any] = {"posted": 0, "read": 0}
+        errors: dict[str, dict[int, int]] = {"post": {}, "read": {}}  # kind -> {status (0: no answer): n}
         flights = {k: Flight() for k in raw}
-        samples: dict[str, tuple[float, str]] = {}  # activity id -> (202 time, author)
-        arrivals: dict[str, dict[str, float]] = {}  # activity id -> {feed: first frame}
+        samples = Samples(layout, Keys(env.settings.redis.key_prefix, app.id))
         conn = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(env.url, connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
             ceilings = [await ceiling(env, http, opts.posts)]
@@ -148,34 +149,27 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
                     flights["post"].open.pop(key)
                 t1 = time.monotonic()
                 if status != 202:
-                    counts["post_errors"] += 1
+                    errors["post"][status] = errors["post"].get(status, 0) + 1
                     return
                 counts["posted"] += 1
                 raw["post"].append((t0 - start, (t1 - t0) * 1000))
                 if sample:
-                    samples[json.loads(text)["activities"][0]["id"]] = (t1, author)
+                    samples.add(json.loads(text)["activities"][0]["id"], t1, author)
 
             async def read(n: int) -> None:
                 u = rnd.choice(layout.users)
                 status = await timed_get(http, f"/v1/feeds/{GROUPS[n % 2]}/{u}?limit=25",
                                          {"Authorization": f"Bearer {tokens[u]}"}, raw["read"], start, flights["read"])
-                counts["read" if status == 200 else "read_errors"] += 1
+                if status == 200:
+                    counts["read"] += 1
+                else:
+                    errors["read"][status] = errors["read"].get(status, 0) + 1
 
             skipped = {"post": [0], "read": [0], "health": [0]}
             load = asyncio.gather(
                 paced(opts.posts, end, post, skipped["post"]), paced(opts.reads, end, read, skipped["read"]),
                 paced(HEALTH_PER_S, end, lambda n: timed_get(http, "/healthz", {}, raw["health"], start, flights["health"]),
                       skipped["health"]))
-
-            def absorb() -> None:
-                for feed, aid, t in sockets.drain():
-                    arrivals.setdefault(aid, {}).setdefault(feed, t)
-
-            def lag(aid: str) -> float | None:
-                t202, author = samples[aid]
-                got = arrivals.get(aid, {})
-                feeds = [f"{g}:{u}" for u in layout.followers[author] for g in GROUPS]
-                return max(0.0, max(got[f] for f in feeds) - t202) * 1000 if all(f in got for f in feeds) else None
 
             intervals: list[Interval] = []
             bar = Progress("soak", int(seconds), "s")
@@ -186,7 +180,8 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
                 await asyncio.sleep(1.0)
                 if load.done():
                     load.result()  # raises what the load raised
-                absorb()
+                samples.absorb(sockets.drain())
+                await samples.check(redis)
                 depth = [await redis.zcard(q) for q in queues]
                 depth_max = max(depth_max, sum(depth))
                 env.check_alive()
@@ -194,25 +189,27 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
                 if time.monotonic() >= boundary + 1.0:  # a second for the window's last answers
                     lo, hi = boundary - start - opts.interval, boundary - start
                     lags, pending = [], 0
-                    for aid, (t202, _) in samples.items():
+                    for aid, (t202, _) in samples.sent.items():
                         if lo - GRACE <= t202 - start < hi - GRACE:
-                            got = lag(aid)
+                            got = samples.lags.get(aid)
                             pending += got is None
                             lags.append(got if got is not None else (time.monotonic() - t202) * 1000)
                     procs, machine = meter.sample()
                     now = time.monotonic()
-                    win = {k: [ms for t, ms in v if lo <= t < hi] + flights[k].ages(lo + start, hi + start, now)
-                           for k, v in raw.items()}
+                    ages = {k: f.ages(lo + start, hi + start, now) for k, f in flights.items()}
+                    win = {k: [ms for t, ms in v if lo <= t < hi] + ages[k] for k, v in raw.items()}
                     intervals.append(Interval(hi, win["post"], win["read"], win["health"], lags, pending,
-                                              (depth[0], depth[1]), depth_max, procs, machine, opts.interval))
+                                              (depth[0], depth[1]), depth_max, procs, machine, opts.interval,
+                                              {k: len(a) for k, a in ages.items()}))
                     print(intervals[-1].line(), flush=True)
                     boundary, depth_max = boundary + opts.interval, 0
             bar.close()
             await load
             info("load stopped: waiting up to 15 s for the samples' last frames")
             for _ in range(15):
-                absorb()
-                if all(lag(a) is not None for a in samples):
+                samples.absorb(sockets.drain())
+                await samples.check(redis)
+                if len(samples.lags) == len(samples.sent):
                     break
                 await asyncio.sleep(1.0)
             ceilings.append(await ceiling(env, http, opts.posts))
@@ -224,6 +221,7 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
         await sockets.finish()
         await redis.aclose()
         counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
-                   "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples),
-                   "resolved": sum(lag(a) is not None for a in samples)}
+                   "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
+                   "resolved": len(samples.lags),
+                   "post_errors": errors["post"], "read_errors": errors["read"]}
         return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)

@@ -21,8 +21,11 @@ class SoakOptions:
     sockets: int = 200
 
 
-def _p(xs: list[float]) -> str:
-    return f"p50 {percentile(xs, 50):.1f} p99 {percentile(xs, 99):.1f}"
+def _p(xs: list[float], open_: int = 0) -> str:
+    """p50/p99; with ``open_`` requests still unanswered (counted at their age), the figures
+    are lower bounds: shown with ``>``."""
+    m = ">" if open_ else ""
+    return f"p50 {m}{percentile(xs, 50):.1f} p99 {m}{percentile(xs, 99):.1f}" + (f" ({open_} open)" if open_ else "")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Interval:
     procs: dict[str, tuple[float, float]]
     machine: float
     seconds: float
+    open: dict[str, int]  # kind -> requests of the window unanswered when the line was printed
 
     @property
     def lag_p99(self) -> float:
@@ -46,12 +50,12 @@ class Interval:
     def line(self) -> str:
         more = ">" if self.pending else ""
         procs = " ".join(f"{n} {c:.0f}/{r:.0f}" for n, (c, r) in self.procs.items())
-        return (f"{self.end:5.0f}s  post {len(self.posts) / self.seconds:.0f}/s {_p(self.posts)} ms  "
-                f"read {len(self.reads) / self.seconds:.0f}/s {_p(self.reads)} ms  "
+        return (f"{self.end:5.0f}s  post {len(self.posts) / self.seconds:.0f}/s {_p(self.posts, self.open['post'])} ms  "
+                f"read {len(self.reads) / self.seconds:.0f}/s {_p(self.reads, self.open['read'])} ms  "
                 f"lag p50 {more}{percentile(self.lags, 50):.0f} p99 {more}{self.lag_p99:.0f} ms "
                 f"({len(self.lags)} samples, {self.pending} pending)  "
                 f"queue high {self.queue[0]} low {self.queue[1]} max {self.queue_max}  "
-                f"healthz {_p(self.health)} ms  cpu%/rss MiB: {procs}  machine {self.machine:.0f}% busy")
+                f"healthz {_p(self.health, self.open['health'])} ms  cpu%/rss MiB: {procs}  machine {self.machine:.0f}% busy")
 
 
 @dataclass
@@ -100,8 +104,8 @@ class SoakResult:
             f"soak: {self.seconds / 60:.1f} min at {o.posts:.0f} posts/s, {o.reads:.0f} reads/s, "
             f"{c['sockets']} sockets; {USERS} users x {FOLLOWS} of {AUTHORS} authors, verbs {'/'.join(VERBS)}, "
             "timeline_aggregated groups {verb}:{day}",
-            f"posted {c['posted']} (non-202 {c['post_errors']}, skipped {c['post_skipped']}); "
-            f"read {c['read']} (non-200 {c['read_errors']}, skipped {c['read_skipped']}); "
+            f"posted {c['posted']} (other answers {c['post_errors'] or 'none'}, skipped {c['post_skipped']}); "
+            f"read {c['read']} (other answers {c['read_errors'] or 'none'}, skipped {c['read_skipped']}); "
             f"{c['frames']} frames, {c['closed']} sockets closed by the server",
             f"fan-out samples: {c['samples']}, reached every follower feed: {c['resolved']}, "
             f"still missing 15 s after the load: {c['samples'] - c['resolved']}",

@@ -86,15 +86,16 @@ def test_bench_soak_short(running_services: list[ManagedService]) -> None:
     lines = [x for x in out.splitlines() if re.match(r"\s+\d+s  post", x)]
     assert len(lines) == 3, out
     for line in lines:
-        assert number(r"post \d+/s p50 ([\d.]+) p99", line) > 0
-        assert number(r"post \d+/s p50 [\d.]+ p99 ([\d.]+) ms", line) > 0
-        assert number(r"read \d+/s p50 ([\d.]+) p99", line) > 0
-        assert number(r"read \d+/s p50 [\d.]+ p99 ([\d.]+) ms", line) > 0
+        # ">": requests still unanswered when the line was printed, counted at their age.
+        assert number(r"post \d+/s p50 >?([\d.]+) p99", line) > 0
+        assert number(r"post \d+/s p50 >?[\d.]+ p99 >?([\d.]+)", line) > 0
+        assert number(r"read \d+/s p50 >?([\d.]+) p99", line) > 0
+        assert number(r"read \d+/s p50 >?[\d.]+ p99 >?([\d.]+)", line) > 0
         assert number(r"lag p50 >?([\d.]+) p99", line) >= 0
         assert number(r"lag p50 >?[\d.]+ p99 >?([\d.]+) ms", line) >= 0
         assert number(r"\((\d+) samples", line) > 0
         assert number(r"queue high (\d+) low \d+ max \d+", line) >= 0
-        assert number(r"healthz p50 ([\d.]+) p99", line) > 0
+        assert number(r"healthz p50 >?([\d.]+) p99", line) > 0
         for proc in ("server", "worker0", "worker1", "redis", "cassandra"):
             assert number(rf" {proc} [\d.]+/([\d.]+)", line) > 0  # RSS in MiB
     assert number(r"posted (\d+)", out) > 0
