@@ -9,8 +9,11 @@ from typing import Any
 
 
 def format_time(t: datetime) -> str:
-    """RFC 3339 in UTC with microseconds, the one form the hub writes."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds, the one form the hub writes. The year has four
+    digits: strftime's ``%Y`` writes the year 828 as ``828``, which is not RFC 3339, which
+    ``parse_stored_time`` refuses and which sorts after ``2026`` as text."""
+    u = t.astimezone(timezone.utc)
+    return f"{u.year:04d}-" + u.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_stored_time(s: str) -> datetime:
