@@ -1,4 +1,7 @@
-"""The Redis side of signed calls: admission (replay, rate limit) and the kept answer."""
+"""The Redis side of signed calls: admission (replay, rate limit) and the kept answer.
+
+The answers are also kept in Cassandra (hub/storage/answers.py), which the gate sends a
+call to check when Redis may have lost them (web/signed.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +19,25 @@ log = logging.getLogger(__name__)
 # that first try still runs) without costing a token; otherwise the app's token bucket is
 # charged and, when a token was left, the webhook-id is claimed.
 # An admitted call's own claims go in the same trip (web/signed.py, Prepared).
-# KEYS: replay key, bucket, then the call's claim keys. ARGV: rate/s, burst, now, TTL of
-# the webhook-id claim (while running), TTL of the call's claims, then their values.
+# Unless ARGV[6] is '1' (the durable record was checked), a webhook-id Redis does not know
+# is new only if Redis holds every answer of the last REPLAY_TTL seconds: KEYS[3] says
+# since when it does (set by the caller once it knows, never expiring). Missing: Redis
+# lost its data (flush, restart) or never had any; too recent: it may have lost answers.
+# KEYS: replay key, bucket, complete-since key, then the call's claim keys. ARGV: rate/s,
+# burst, now, TTL of the webhook-id claim (while running), TTL of the call's claims,
+# checked, REPLAY_TTL, then the claims' values.
 # Returns {0, found...} (go on; what each claim key held, nil where the call got it),
-# {1, record} (a repeat), or {2, retry-after seconds}.
+# {1, record} (a repeat), {2, retry-after seconds}, {3} (Redis may have lost answers: the
+# caller finds out) or {4} (it may have, within REPLAY_TTL: check the durable record).
 _GATE = """
 local prior = redis.call('GET', KEYS[1])
 if prior then return {1, prior} end
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if ARGV[6] ~= '1' then
+  local since = tonumber(redis.call('GET', KEYS[3]))
+  if not since then return {3} end
+  if now - since < tonumber(ARGV[7]) then return {4} end
+end
 local b = redis.call('HMGET', KEYS[2], 't', 'ts')
 local tokens = tonumber(b[1]) or burst
 local ts = tonumber(b[2]) or now
@@ -36,11 +50,13 @@ redis.call('HSET', KEYS[2], 't', tokens - 1, 'ts', now)
 redis.call('EXPIRE', KEYS[2], math.ceil(burst / rate) + 60)
 redis.call('SET', KEYS[1], '', 'EX', ARGV[4])
 local out = {0}
-for i = 3, #KEYS do
-  out[i - 1] = redis.call('SET', KEYS[i], ARGV[i + 3], 'NX', 'GET', 'EX', ARGV[5])
+for i = 4, #KEYS do
+  out[i - 2] = redis.call('SET', KEYS[i], ARGV[i + 4], 'NX', 'GET', 'EX', ARGV[5])
 end
 return out
 """
+UNKNOWN, RECENT = 3, 4  # the gate's answers that send a call to check Cassandra
+
 _RECORD = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1"
 
 
@@ -50,9 +66,16 @@ class SignedScripts:
     requests of one group commit are answered together, so their records go together."""
 
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self.gate = ScriptBatch(redis, redis.register_script(_GATE))
+        self.touched: dict[str, float] = {}  # hub/storage/answers.py WebhookAnswers
         self._record = ScriptBatch(redis, redis.register_script(_RECORD))
         self._keeping = Background()
+
+    async def complete_since(self, key: str, since: float) -> None:
+        """Redis holds every answer given since ``since`` (unless another process said
+        so first): the gate's KEYS[3]."""
+        await self._redis.set(key, repr(since), nx=True)
 
     def keep(self, key: str, record: str, ttl: int) -> None:
         """Keep an answer for repeats, while it is being sent rather than before: a

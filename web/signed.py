@@ -2,7 +2,9 @@
 
 ``signed(view)`` wraps a view that takes ``(request, app, body)`` and returns
 ``(status, json_or_None)``. The first answer to a ``webhook-id`` is kept for 10 minutes
-and repeated to a retry without running the view again. ``signed_claiming(prepare)``
+and repeated to a retry without running the view again: in Redis, where repeats are
+looked up, and in Cassandra (written before the answer is sent), where they are looked up
+while Redis may have lost its records (after a flush or restart; web/gate.py). ``signed_claiming(prepare)``
 does the same for a view whose call is checked before admission and claims Redis keys
 in the admission's own round trip (posting activities: their foreign ids).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,11 +24,15 @@ from aiohttp import web
 from hub.config import AppSettings
 from hub.domain.signing import verify
 from hub.errors import HubError, NotFound, RateLimited, TooLarge, Unavailable
+from hub.storage.answers import ANSWER_TTL, WebhookAnswers
 from hub.storage.redis import REDIS_DOWN, Keys
 from web.errors import error_response
-from web.keys import REDIS, SETTINGS, SIGNED
+from web.gate import RECENT, UNKNOWN, SignedScripts
+from web.keys import CASSANDRA, REDIS, SETTINGS, SIGNED
 
-REPLAY_TTL = 600
+log = logging.getLogger(__name__)
+
+REPLAY_TTL = ANSWER_TTL
 # How long a webhook-id stays claimed by a try that neither answered nor failed cleanly
 # (its process died): then a retry runs it again.
 RUNNING_TTL = 60
@@ -107,12 +114,25 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         except HubError as e:
             prepared = e  # answered once admitted, like any other answer
         claims: Prepared[Any] = prepared if isinstance(prepared, Prepared) else Prepared(None)
+        scripts = request.app[SIGNED]
+        answers = WebhookAnswers(request.app[CASSANDRA], scripts.touched)
+        since_key = f"{keys.base}:wh-complete-since"
+
+        async def admit(checked: bool) -> list[Any]:
+            return list(await scripts.gate(
+                [replay_key, keys.rate(), since_key, *(key for key, _ in claims.claims)],
+                [app.rate, app.burst, time.time(), RUNNING_TTL, claims.ttl, "1" if checked else "0", REPLAY_TTL,
+                 *(value for _, value in claims.claims)],
+            ))
+
         try:
-            scripts = request.app[SIGNED]
-            gate = await scripts.gate(
-                [replay_key, keys.rate(), *(key for key, _ in claims.claims)],
-                [app.rate, app.burst, time.time(), RUNNING_TTL, claims.ttl, *(value for _, value in claims.claims)],
-            )
+            gate = await admit(False)
+            if gate[0] in (UNKNOWN, RECENT):
+                found = await _durable_answer(scripts, answers, app.id, webhook_id, since_key, gate[0] == RECENT)
+                if found is not None:
+                    scripts.keep(replay_key, *found)
+                    return _from_record(found[0])
+                gate = await admit(True)
             if gate[0] == 1:
                 return await _repeat(redis, replay_key, gate[1])
         except REDIS_DOWN as e:
@@ -135,6 +155,10 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         else:
             record = json.dumps({"s": resp.status, "b": resp.text if resp.body else None})
             scripts.keep(replay_key, record, REPLAY_TTL)
+            try:  # durable before it is sent: a repeat after a Redis flush finds it
+                await answers.keep(app.id, webhook_id, record)
+            except Exception as e:  # the work is done: answer it (Redis keeps it, as before)
+                log.warning("answer to %s not kept in Cassandra: %s", replay_key, e)
         return resp
 
     return handler
@@ -146,14 +170,35 @@ def _answer(status: int, payload: Any) -> web.Response:
     return web.json_response(payload, status=status)
 
 
+async def _durable_answer(
+    scripts: SignedScripts, answers: WebhookAnswers, app: str, webhook_id: str, since_key: str, recent: bool
+) -> tuple[str, int] | None:
+    """The answer kept in Cassandra (record, seconds left), when Redis may have lost it.
+
+    ``recent``: Redis has been complete for less than REPLAY_TTL. Otherwise Redis does
+    not know since when (it was flushed or restarted, or is new): it is complete from
+    now on, and was before too if the app answered nothing in the last 10 minutes."""
+    if not recent:
+        now = time.time()
+        lost = await answers.recent(app)
+        await scripts.complete_since(since_key, now if lost else now - REPLAY_TTL)
+        if not lost:
+            return None
+    return await answers.find(app, webhook_id)
+
+
+def _from_record(raw: str | bytes) -> web.Response:
+    rec = json.loads(raw)
+    if rec["b"] is None:
+        return web.Response(status=rec["s"])
+    return web.Response(status=rec["s"], text=rec["b"], content_type="application/json")
+
+
 async def _repeat(redis: Any, key: str, raw: Any) -> web.Response:
     deadline = time.monotonic() + REPLAY_WAIT
     while True:
         if raw:
-            rec = json.loads(raw)
-            if rec["b"] is None:
-                return web.Response(status=rec["s"])
-            return web.Response(status=rec["s"], text=rec["b"], content_type="application/json")
+            return _from_record(raw)
         if raw is None or time.monotonic() > deadline:
             # The first try failed (its record was dropped) or hangs: ask for a retry.
             raise Unavailable("the first delivery of this webhook-id is still being processed; retry")

@@ -90,6 +90,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Unused since migration 4; foreign_ids holds every try.
         "DROP TABLE IF EXISTS {ks}.activity_by_foreign_id",
     )),
+    Migration(6, "webhook answers that survive Redis", (
+        # The answer to each webhook-id, written with a 10-minute TTL and read only while
+        # Redis may have lost its records (hub/storage/answers.py). A partition per answer:
+        # point reads only, so its expired cells are never scanned.
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_answers (
+            app text, webhook_id text, record text,
+            PRIMARY KEY ((app, webhook_id))) WITH gc_grace_seconds = 3600""",
+        # Present (TTL) while an app may have answers above on record.
+        """CREATE TABLE IF NOT EXISTS {ks}.webhook_recent (
+            app text PRIMARY KEY, at bigint) WITH gc_grace_seconds = 3600""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version
