@@ -1,16 +1,18 @@
 """The OpenAPI document: valid 3.1, in step with the router, and true of every answer.
 
-Schemathesis (from PyPI) loads ``/openapi.json`` from a running server and, for every
-operation, sends generated requests (valid and invalid) and checks each answer: no 5xx,
-a documented status, content type, headers and body schema. App calls are signed by a
-``requests`` auth hook over the exact bytes sent (Standard Webhooks); user calls get a
-bearer token for their path's user, so the checks reach past 401/403.
+Schemathesis (from PyPI) takes the document and, for every operation, sends generated
+requests (valid and invalid) to a running server and checks each answer: no 5xx, a
+documented status, content type, headers and body schema, and a 4xx for what the
+document calls invalid. App calls are signed by a ``requests`` auth hook over the exact
+bytes sent (Standard Webhooks); user calls get a bearer token for their path's user, so
+the checks reach past 401/403.
 
-The schema is the server's own /openapi.json (the ``served`` fixture checks they are
-the same document). The server runs in a thread of its own with its own event loop: schemathesis calls it
-synchronously (``requests``), which the test's own loop could not answer. Generation is
-random on every run (no fixed seed, no example database), so runs explore different
-inputs; a failure prints a curl command that reproduces it.
+The tests are parametrized from ``document()`` at collection; the ``served`` fixture
+checks that the server's own /openapi.json is that same document. The server runs in a
+thread with its own event loop: schemathesis calls it synchronously (``requests``), which
+the test's own loop could not answer. Generation is random on every run (no fixed seed,
+no example database), so runs explore different inputs; a failure prints a curl command
+that reproduces it.
 """
 
 from __future__ import annotations
