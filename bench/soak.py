@@ -103,13 +103,15 @@ async def ceiling(env: Environment, http: aiohttp.ClientSession, rate: float) ->
 
 
 async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
+    if min(opts.minutes, opts.interval, opts.posts, opts.reads) <= 0 or opts.sockets < 1:
+        raise RuntimeError(f"soak options must be positive (at least one socket): {opts}")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     n_lines = max(1, round(opts.minutes * 60 / opts.interval))
     seconds = n_lines * opts.interval
     layout = Layout.make(USERS, AUTHORS, opts.sockets, FOLLOWS)
     async with environment(settings) as env:
-        app, rnd = env.app, random.Random(1)
+        app = env.app
         info(f"setting up {USERS} users, {AUTHORS} authors (not measured)")
         await set_up(env, layout)
         ttl = int(seconds) + 3600
@@ -117,111 +119,120 @@ async def run_soak(settings: Settings, opts: SoakOptions) -> SoakResult:
         tokens = {u: issue_token(app.id, app.key, u, ttl, now=now) for u in layout.users}
         sockets = Sockets(env, layout.socket_users, ttl)
         info(f"connecting {len(layout.socket_users)} sockets")
-        n_sockets = await sockets.start()
-        redis = connect(env.settings.redis, max_connections=4)
-        queues = [queue_name(env.settings.redis, p) for p in PRIORITIES]
-        redis_pid = int((await redis.info("server"))["process_id"])
-        meter = ProcessMeter(process_pids(env, redis_pid, sockets.pids()))
-        raw: dict[str, list[tuple[float, float]]] = {"post": [], "read": [], "health": []}
-        counts: dict[str, Any] = {"posted": 0, "read": 0}
-        errors: dict[str, dict[int, int]] = {"post": {}, "read": {}}  # kind -> {status (0: no answer): n}
-        flights = {k: Flight() for k in raw}
-        samples = Samples(layout, Keys(env.settings.redis.key_prefix, app.id))
-        conn = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(env.url, connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
-            ceilings = [await ceiling(env, http, opts.posts)]
-            start = time.monotonic()
-            end = start + seconds
+        try:
+            n_sockets = await sockets.start()
+            return await _soak(env, opts, layout, sockets, n_sockets, tokens, seconds, n_lines)
+        finally:
+            await sockets.finish()
 
-            async def post(n: int) -> None:
-                sample = int(n * SAMPLES_PER_S / opts.posts) > int((n - 1) * SAMPLES_PER_S / opts.posts)
-                author = rnd.choice(layout.probes if sample else layout.authors)
-                body = json.dumps({"actor": author, "verb": VERBS[rnd.randrange(len(VERBS))],
-                                   "object": f"{MARKER}{n}" if sample else f"post:{n}"}).encode()
-                key, t0 = flights["post"].begin()
-                try:
-                    async with http.post(f"/v1/apps/{app.id}/activities", data=body,
-                                         headers=signed_headers(app, body)) as r:
-                        text, status = await r.text(), r.status
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    text, status = "", 0
-                finally:
-                    flights["post"].open.pop(key)
-                t1 = time.monotonic()
-                if status != 202:
-                    errors["post"][status] = errors["post"].get(status, 0) + 1
-                    return
-                counts["posted"] += 1
-                raw["post"].append((t0 - start, (t1 - t0) * 1000))
-                if sample:
-                    samples.add(json.loads(text)["activities"][0]["id"], t1, author)
 
-            async def read(n: int) -> None:
-                u = rnd.choice(layout.users)
-                status = await timed_get(http, f"/v1/feeds/{GROUPS[n % 2]}/{u}?limit=25",
-                                         {"Authorization": f"Bearer {tokens[u]}"}, raw["read"], start, flights["read"])
-                if status == 200:
-                    counts["read"] += 1
-                else:
-                    errors["read"][status] = errors["read"].get(status, 0) + 1
+async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: Sockets, n_sockets: int,
+                tokens: dict[str, str], seconds: float, n_lines: int) -> SoakResult:
+    app, rnd = env.app, random.Random(1)
+    redis = connect(env.settings.redis, max_connections=4)
+    queues = [queue_name(env.settings.redis, p) for p in PRIORITIES]
+    redis_pid = int((await redis.info("server"))["process_id"])
+    meter = ProcessMeter(process_pids(env, redis_pid, sockets.pids()))
+    raw: dict[str, list[tuple[float, float]]] = {"post": [], "read": [], "health": []}
+    counts: dict[str, Any] = {"posted": 0, "read": 0}
+    errors: dict[str, dict[int, int]] = {"post": {}, "read": {}}  # kind -> {status (0: no answer): n}
+    flights = {k: Flight() for k in raw}
+    samples = Samples(layout, Keys(env.settings.redis.key_prefix, app.id))
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(env.url, connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        ceilings = [await ceiling(env, http, opts.posts)]
+        start = time.monotonic()
+        end = start + seconds
 
-            skipped = {"post": [0], "read": [0], "health": [0]}
-            load = asyncio.gather(
-                paced(opts.posts, end, post, skipped["post"]), paced(opts.reads, end, read, skipped["read"]),
-                paced(HEALTH_PER_S, end, lambda n: timed_get(http, "/healthz", {}, raw["health"], start, flights["health"]),
-                      skipped["health"]))
+        async def post(n: int) -> None:
+            sample = int(n * SAMPLES_PER_S / opts.posts) > int((n - 1) * SAMPLES_PER_S / opts.posts)
+            author = rnd.choice(layout.probes if sample else layout.authors)
+            body = json.dumps({"actor": author, "verb": VERBS[rnd.randrange(len(VERBS))],
+                               "object": f"{MARKER}{n}" if sample else f"post:{n}"}).encode()
+            key, t0 = flights["post"].begin()
+            try:
+                async with http.post(f"/v1/apps/{app.id}/activities", data=body,
+                                     headers=signed_headers(app, body)) as r:
+                    text, status = await r.text(), r.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                text, status = "", 0
+            finally:
+                flights["post"].open.pop(key)
+            t1 = time.monotonic()
+            if status != 202:
+                errors["post"][status] = errors["post"].get(status, 0) + 1
+                return
+            counts["posted"] += 1
+            raw["post"].append((t0 - start, (t1 - t0) * 1000))
+            if sample:
+                samples.add(json.loads(text)["activities"][0]["id"], t1, author)
 
-            intervals: list[Interval] = []
-            bar = Progress("soak", int(seconds), "s")
-            boundary, depth_max = start + opts.interval, 0
-            print(f"soak: every {opts.interval:.0f} s (lag: samples posted {GRACE:.0f} s before the window; "
-                  "cpu% of one core / rss)", flush=True)
-            while len(intervals) < n_lines:
-                await asyncio.sleep(1.0)
-                if load.done():
-                    load.result()  # raises what the load raised
-                samples.absorb(sockets.drain())
-                await samples.check(redis)
-                depth = [await redis.zcard(q) for q in queues]
-                depth_max = max(depth_max, sum(depth))
-                env.check_alive()
-                bar.update(min(int(seconds), int(time.monotonic() - start)))
-                if time.monotonic() >= boundary + 1.0:  # a second for the window's last answers
-                    lo, hi = boundary - start - opts.interval, boundary - start
-                    lags, pending = [], 0
-                    for aid, (t202, _) in samples.sent.items():
-                        if lo - GRACE <= t202 - start < hi - GRACE:
-                            got = samples.lags.get(aid)
-                            pending += got is None
-                            lags.append(got if got is not None else (time.monotonic() - t202) * 1000)
-                    procs, machine = meter.sample()
-                    now = time.monotonic()
-                    ages = {k: f.ages(lo + start, hi + start, now) for k, f in flights.items()}
-                    win = {k: [ms for t, ms in v if lo <= t < hi] + ages[k] for k, v in raw.items()}
-                    intervals.append(Interval(hi, win["post"], win["read"], win["health"], lags, pending,
-                                              (depth[0], depth[1]), depth_max, procs, machine, opts.interval,
-                                              {k: len(a) for k, a in ages.items()}))
-                    print(intervals[-1].line(), flush=True)
-                    boundary, depth_max = boundary + opts.interval, 0
-            bar.close()
-            await load
-            info("load stopped: waiting up to 15 s for the samples' last frames")
-            for _ in range(15):
-                samples.absorb(sockets.drain())
-                await samples.check(redis)
-                if len(samples.lags) == len(samples.sent):
-                    break
-                await asyncio.sleep(1.0)
-            ceilings.append(await ceiling(env, http, opts.posts))
-            u0 = layout.socket_users[0]
-            async with http.get(f"/v1/feeds/timeline_aggregated/{u0}?limit=25",
-                                headers={"Authorization": f"Bearer {tokens[u0]}"}) as r:
+        async def read(n: int) -> None:
+            u = rnd.choice(layout.users)
+            status = await timed_get(http, f"/v1/feeds/{GROUPS[n % 2]}/{u}?limit=25",
+                                     {"Authorization": f"Bearer {tokens[u]}"}, raw["read"], start, flights["read"])
+            if status == 200:
+                counts["read"] += 1
+            else:
+                errors["read"][status] = errors["read"].get(status, 0) + 1
+
+        skipped = {"post": [0], "read": [0], "health": [0]}
+        load = asyncio.gather(
+            paced(opts.posts, end, post, skipped["post"]), paced(opts.reads, end, read, skipped["read"]),
+            paced(HEALTH_PER_S, end, lambda n: timed_get(http, "/healthz", {}, raw["health"], start, flights["health"]),
+                  skipped["health"]))
+
+        intervals: list[Interval] = []
+        bar = Progress("soak", int(seconds), "s")
+        boundary, depth_max = start + opts.interval, 0
+        print(f"soak: every {opts.interval:.0f} s (lag: samples posted {GRACE:.0f} s before the window; "
+              "cpu% of one core / rss)", flush=True)
+        while len(intervals) < n_lines:
+            await asyncio.sleep(1.0)
+            if load.done():
+                load.result()  # raises what the load raised
+            samples.absorb(sockets.drain())
+            await samples.check(redis)
+            depth = [await redis.zcard(q) for q in queues]
+            depth_max = max(depth_max, sum(depth))
+            env.check_alive()
+            bar.update(min(int(seconds), int(time.monotonic() - start)))
+            if time.monotonic() >= boundary + 1.0:  # a second for the window's last answers
+                lo, hi = boundary - start - opts.interval, boundary - start
+                lags, pending = [], 0
+                for aid, (t202, _) in samples.sent.items():
+                    if lo - GRACE <= t202 - start < hi - GRACE:
+                        got = samples.lags.get(aid)
+                        pending += got is None
+                        lags.append(got if got is not None else (time.monotonic() - t202) * 1000)
+                procs, machine = meter.sample()
+                now = time.monotonic()
+                ages = {k: f.ages(lo + start, hi + start, now) for k, f in flights.items()}
+                win = {k: [ms for t, ms in v if lo <= t < hi] + ages[k] for k, v in raw.items()}
+                intervals.append(Interval(hi, win["post"], win["read"], win["health"], lags, pending,
+                                          (depth[0], depth[1]), depth_max, procs, machine, opts.interval,
+                                          {k: len(a) for k, a in ages.items()}))
+                print(intervals[-1].line(), flush=True)
+                boundary, depth_max = boundary + opts.interval, 0
+        bar.close()
+        await load
+        info("load stopped: waiting up to 15 s for the samples' last frames")
+        for _ in range(15):
+            samples.absorb(sockets.drain())
+            await samples.check(redis)
+            if len(samples.lags) == len(samples.sent):
+                break
+            await asyncio.sleep(1.0)
+        ceilings.append(await ceiling(env, http, opts.posts))
+        biggest = 0
+        for u in (layout.socket_users[0], layout.users[-1]):  # one follower of probe authors, one of the rest
+            async with http.get(f"/v1/feeds/timeline_aggregated/{u}?limit=25",
+                                headers={"Authorization": f"Bearer {tokens[u]}"}) as r:
                 page = await r.json()
-            biggest = max((e.get("activity_count", 0) for e in page.get("results", [])), default=0)
-        await sockets.finish()
-        await redis.aclose()
-        counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
-                   "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
-                   "resolved": len(samples.lags),
-                   "post_errors": errors["post"], "read_errors": errors["read"]}
-        return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)
+            biggest = max([biggest, *(e.get("activity_count", 0) for e in page.get("results", []))])
+    await redis.aclose()
+    counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
+               "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
+               "resolved": len(samples.lags),
+               "post_errors": errors["post"], "read_errors": errors["read"]}
+    return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)
