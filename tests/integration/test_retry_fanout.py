@@ -119,5 +119,62 @@ async def test_a_retry_whose_marker_was_swept_early_is_still_fanned_out(hub: Hub
         assert first not in await pending_ids(hub)  # its fan-out is certain: the marker went
 
 
+async def test_a_planning_job_that_failed_for_good_is_run_again_by_the_sweep(hub: Hub, settings: Settings) -> None:
+    """Intake queued the job and answered 202; the job then met Cassandra down until arq
+    gave up on it. Its marker is still there, so the sweep runs it again."""
+    from arq.worker import Worker
+
+    from hub.queue import deserialize, serialize
+    from workers.main import arq_pool, functions
+
+    author, reader = uid("author"), uid("reader")
+    await follow_ops.follow(hub, APP, reader, author, 0)
+    await rebuild.ensure_built(hub, APP, hub.settings.feeds["timeline"], reader)
+    act = ActivityInput(actor=author, verb="post", object="note:2", time=datetime.now(timezone.utc))
+    (answer,) = await intake.accept(hub, APP, [act], batch=False)
+    aid = answer["id"]
+    await hub.redis.delete(hub.activities.keys(APP).activity(aid))  # the job must read Cassandra
+    assert aid in await pending_ids(hub)
+
+    once = dataclasses.replace(settings, worker=dataclasses.replace(settings.worker, max_tries=1))
+    async with hub_through_cut_relay(once) as down:
+        pool = arq_pool(once, HIGH)
+        # A worker of the high queue (no cron), giving up after one try.
+        worker = Worker(functions(once), queue_name=queue_name(once.redis, HIGH), redis_pool=pool,
+                        ctx={"hub": down}, burst=True, handle_signals=False, max_tries=1, poll_delay=0.02,
+                        keep_result=60, job_serializer=serialize, job_deserializer=deserialize)
+        try:
+            await worker.main()  # until the queue is empty: the job ran, was retried, then failed
+        finally:
+            await worker.close()
+    assert worker.jobs_failed == 1 and worker.jobs_complete == 0
+    assert await queue_empty(hub, settings)
+    assert aid not in await hub.feeds.flat_ids(APP, f"timeline:{reader}", 10)
+    assert aid in await pending_ids(hub)  # what intake used to delete when it queued the job
+
+    assert await sweep_pending({"hub": hub}, min_age=0) == 1
+    async with running_worker(settings):
+        async def arrived() -> bool:
+            return aid in await hub.feeds.flat_ids(APP, f"timeline:{reader}", 10)
+
+        assert await wait_for(arrived, timeout=10)
+        assert await wait_for(lambda: _gone(hub, aid), timeout=5)
+
+
+async def test_the_sweep_leaves_young_markers_and_queued_jobs_alone(hub: Hub, settings: Settings) -> None:
+    author = uid("author")
+    act = ActivityInput(actor=author, verb="post", object="note:3", time=datetime.now(timezone.utc))
+    # Stored with its marker; its job is queued (no worker runs here).
+    (answer,) = await intake.accept(hub, APP, [act], batch=False)
+    aid = answer["id"]
+    assert await sweep_pending({"hub": hub}, min_age=20) == 0  # named less than 20 s ago
+    assert await sweep_pending({"hub": hub}, min_age=0) == 0  # its job is still queued
+    assert aid in await pending_ids(hub)
+
+
+async def _gone(hub: Hub, activity_id: str) -> bool:
+    return activity_id not in await pending_ids(hub)
+
+
 async def _named(hub: Hub, activity_id: str) -> bool:
     return activity_id in await pending_ids(hub)
