@@ -53,9 +53,11 @@ from web.app import create_app
 from web.keys import HUB
 from web.openapi import document, router_operations
 from web.server import HubRunner
+from web.views.pages import STATIC
 
 APP_ID = "oapi"
 SEEDED = ("oa-alice", "oa-bob", "oa-carol")
+STATIC_FILES = tuple(sorted(p.name for p in STATIC.iterdir() if p.is_file()))
 # negative_data_rejection: a request the document calls invalid must be refused (4xx), so
 # the document is no looser than the server.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -197,17 +199,19 @@ schema = schemathesis.openapi.from_dict(document(), config=schemathesis.Config.f
 
 def _aim(case: Any, served: Served) -> None:
     """Point generated calls at things that exist, so they get past 404 into the views:
-    our app, configured groups, and now and then a seeded user (whose feeds hold entries)."""
+    our app, configured groups, and half of the time (by the generated value's length) a
+    seeded user whose feeds hold entries, a real static file, a valid socket token."""
     params = case.path_parameters or {}
     if "app" in params:
         params["app"] = APP_ID
     if "group" in params:
-        g = str(params["group"])
-        params["group"] = served.groups[len(g) % len(served.groups)]
-    if "user" in params and isinstance(params["user"], str) and len(params["user"]) % 2 == 0:
-        params["user"] = SEEDED[len(params["user"]) % len(SEEDED)]
-    if case.operation.path == "/v1/realtime" and isinstance(case.query, dict):
-        case.query["token"] = issue_token(APP_ID, served.app.key, SEEDED[0], 600, now=int(time.time()))
+        params["group"] = served.groups[len(str(params["group"])) % len(served.groups)]
+    for name, real in (("user", SEEDED), ("filename", STATIC_FILES)):
+        if isinstance(params.get(name), str) and len(params[name]) % 2 == 0:
+            params[name] = real[len(params[name]) % len(real)]
+    query = case.query if isinstance(case.query, dict) else {}
+    if case.operation.path == "/v1/realtime" and len(str(query.get("token", ""))) % 2 == 0:
+        query["token"] = issue_token(APP_ID, served.app.key, SEEDED[0], 600, now=int(time.time()))
 
 
 @schema.parametrize()
