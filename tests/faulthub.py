@@ -124,11 +124,23 @@ class Stats:
     failed_reads: int = 0
     # foreign_id -> activity id, for every post answered 202
     accepted: dict[str, str] = field(default_factory=dict)
+    tries: dict[str, int] = field(default_factory=dict)  # foreign_id -> tries it took
+    attempts: list[tuple[float, float, int, int]] = field(default_factory=list)  # (start, seconds, status, try)
+
+    def latencies(self, since: float, first: bool) -> str:
+        """Post tries started at or after ``since`` (monotonic), first tries or repeats:
+        how long they took."""
+        took = sorted(d for t, d, _, n in self.attempts if t >= since and (n == 1) == first)
+        if not took:
+            return "no tries"
+        return (f"{len(took)} tries: p50 {took[len(took) // 2]:.2f} s, p99 {took[int(len(took) * 0.99)]:.2f} s, "
+                f"max {took[-1]:.2f} s, {sum(d > 3 for d in took)} over 3 s")
 
 
 class AppClient:
     """Signed calls over HTTP, as an app makes them: a post that is not answered 202 is
-    sent again with the same ``webhook-id`` and body until it is (bounded by a deadline)."""
+    sent again with the same ``webhook-id`` and body until it is, after 0.5 s doubling to
+    4 s (bounded by a deadline)."""
 
     def __init__(self, session: aiohttp.ClientSession, hub: OwnHub, app: AppSettings) -> None:
         self.session, self.hub, self.app = session, hub, app
@@ -150,17 +162,21 @@ class AppClient:
     async def post(self, activity: dict[str, Any], give_up_at: float) -> str | None:
         """Post until 202 (or ``give_up_at``, monotonic): the activity's id, or None."""
         msg_id = "msg_" + secrets.token_hex(8)
+        fid = str(activity["foreign_id"])
         self.stats.posts += 1
         while time.monotonic() < give_up_at:
+            start = time.monotonic()
             status, answer = await self.call("POST", "/activities", activity, msg_id)
+            self.stats.tries[fid] = self.stats.tries.get(fid, 0) + 1
+            self.stats.attempts.append((start, time.monotonic() - start, status, self.stats.tries[fid]))
             if status == 202:
                 aid = str(answer["activities"][0]["id"])
-                self.stats.accepted[str(activity["foreign_id"])] = aid
+                self.stats.accepted[fid] = aid
                 return aid
             assert status in (0, 503), (status, answer)  # an outage is 503 (or no answer), never 500
             self.stats.refusals[status] = self.stats.refusals.get(status, 0) + 1
             self.stats.retries += 1
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(min(4.0, 0.5 * 2 ** (self.stats.tries[fid] - 1)))
         return None
 
     async def feed_ids(self, group: str, user: str) -> list[str] | None:
@@ -214,17 +230,17 @@ async def read_loop(client: AppClient, group: str, users: list[str], stop: async
         await asyncio.sleep(0.05)
 
 
-async def missing_entries(client: AppClient, followers: list[str], expected: set[str]) -> dict[str, int]:
-    """Per follower, how many of ``expected`` their timeline lacks (-1: unreadable)."""
-    missing: dict[str, int] = {}
+async def missing_entries(client: AppClient, followers: list[str], expected: set[str]) -> dict[str, set[str]]:
+    """Per follower, the ids of ``expected`` their timeline lacks (all of them if unreadable)."""
+    missing: dict[str, set[str]] = {}
     for f in followers:
         ids = await client.feed_ids("timeline", f)
-        missing[f] = -1 if ids is None else len(expected - set(ids))
-    return {f: n for f, n in missing.items() if n}
+        missing[f] = set(expected) if ids is None else expected - set(ids)
+    return {f: ids for f, ids in missing.items() if ids}
 
 
 async def wait_complete(client: AppClient, followers: list[str], expected: set[str],
-                        timeout: float) -> tuple[dict[str, int], float]:
+                        timeout: float) -> tuple[dict[str, set[str]], float]:
     """Poll until every follower's timeline holds every expected id: (what is missing at
     the end, seconds it took)."""
     start = time.monotonic()

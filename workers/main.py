@@ -75,7 +75,10 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: A
         queue_name=queue_name(settings.redis, priority),
         # The sweep re-queues stored activities whose fan-out was never queued (at start
         # and every 30 s); one queue runs it, arq's unique cron ids keep it once per tick.
-        cron_jobs=[cron(fanout.sweep_pending, name=SWEEP, second={0, 30}, run_at_startup=True)]
+        # arq's cron jobs default to one try: without max_tries, a sweep that met an outage
+        # (and asked to be retried) was failed at its next run.
+        cron_jobs=[cron(fanout.sweep_pending, name=SWEEP, second={0, 30}, run_at_startup=True,
+                        max_tries=settings.worker.max_tries)]
         if priority == HIGH else None,
         redis_pool=pool,
         ctx=ctx,

@@ -43,7 +43,34 @@ except ImportError:  # pragma: no cover - depends on how the driver was built
 _DRIVER_ERRORS = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, OSError)
 
 
+class _OneLinePerOutage(logging.Filter):
+    """The driver logs a warning for every failed reconnection attempt (one a second with
+    the policy below, for as long as the node is down): keep the first per host, drop the
+    repeats until it reconnects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._down: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        host = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg.startswith("Error attempting to reconnect"):
+            if host in self._down:
+                return False
+            self._down.add(host)
+            record.msg += " (repeats not logged until it is back)"
+        elif msg.startswith("Successful reconnection"):
+            self._down.discard(host)
+        return True
+
+
+# Logging is per process, so is this filter: one instance, added once (addFilter ignores repeats).
+_RECONNECT_LOG = _OneLinePerOutage()
+
+
 def make_cluster(settings: CassandraSettings) -> Cluster:
+    logging.getLogger("cassandra.pool").addFilter(_RECONNECT_LOG)
     kwargs: dict[str, Any] = {}
     if settings.protocol_version is not None:
         kwargs["protocol_version"] = settings.protocol_version
