@@ -8,14 +8,14 @@ single-activity POSTs a second (three verbs, so each follower's ``{verb}:{day}``
 timeline and timeline_aggregated pages a second; ``--sockets`` websockets in two client
 processes, each subscribed to its user's timeline_aggregated.
 
-Fan-out lag: five posts a second are *samples*, by an author all of whose followers have a
-socket; a sample's lag runs from its 202 to its arrival in the last of its followers'
-feeds, timeline_aggregated by the sockets' frames, timeline checked in Redis (see
-soak_parts.Samples). A line covers the samples posted ``GRACE`` seconds before
-its window, so each has had that long; one still missing then counts at its age (a lower
-bound, shown as ``>``). Printed every ``--interval`` seconds: post, read and lag p50/p99,
-the arq queues' depth, CPU and RSS of each process, and ``GET /healthz`` latency probed
-beside the load (the machine's own floor at that moment). The ceilings (healthz at the post
+Lags: five posts a second are *samples*, by an author all of whose followers have a
+socket. Fan-out lag runs from a sample's 202 to the moment the last of its followers' feeds
+holds it; push lag to the last of its followers' sockets' frames (bench/soak_samples.py).
+A line covers the samples posted ``GRACE`` seconds before its window, so each has had that
+long; one still missing then counts at its age (a lower bound, shown as ``>``). Printed
+every ``--interval`` seconds: post, read and lag p50/p99, the arq queues' depth, CPU and
+RSS of each process, and ``GET /healthz`` latency probed beside the load (the machine's
+own floor at that moment). The ceilings (healthz at the post
 rate, Redis pub/sub, pipelined ZADD) are measured before and after the load.
 """
 
@@ -26,14 +26,16 @@ import json
 import random
 import resource
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
 
 from bench.ceilings import pubsub_ceiling, redis_zadd_ceiling
 from bench.common import Environment, Progress, environment, info, signed_headers
-from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Samples, Sockets, process_pids, set_up
+from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, process_pids, set_up
 from bench.soak_report import AUTHORS, FOLLOWS, USERS, VERBS, Ceiling, Interval, SoakOptions, SoakResult
+from bench.soak_samples import Samples
 from hub.config import Settings
 from hub.domain.tokens import issue_token
 from hub.queue import PRIORITIES, queue_name
@@ -137,7 +139,8 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
     counts: dict[str, Any] = {"posted": 0, "read": 0}
     errors: dict[str, dict[int, int]] = {"post": {}, "read": {}}  # kind -> {status (0: no answer): n}
     flights = {k: Flight() for k in raw}
-    samples = Samples(layout, Keys(env.settings.redis.key_prefix, app.id))
+    samples = Samples(layout, Keys(env.settings.redis.key_prefix, app.id),
+                      env.settings.feeds["timeline_aggregated"].aggregate or "{verb}")
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(env.url, connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
         ceilings = [await ceiling(env, http, opts.posts)]
@@ -147,8 +150,10 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
         async def post(n: int) -> None:
             sample = int(n * SAMPLES_PER_S / opts.posts) > int((n - 1) * SAMPLES_PER_S / opts.posts)
             author = rnd.choice(layout.probes if sample else layout.authors)
-            body = json.dumps({"actor": author, "verb": VERBS[rnd.randrange(len(VERBS))],
-                               "object": f"{MARKER}{n}" if sample else f"post:{n}"}).encode()
+            verb, when = VERBS[rnd.randrange(len(VERBS))], datetime.now(timezone.utc)
+            # The time is sent so that the sample's group ({verb}:{day}) is known here.
+            body = json.dumps({"actor": author, "verb": verb, "object": f"{MARKER}{n}" if sample else f"post:{n}",
+                               "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}).encode()
             key, t0 = flights["post"].begin()
             try:
                 async with http.post(f"/v1/apps/{app.id}/activities", data=body,
@@ -165,7 +170,7 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
             counts["posted"] += 1
             raw["post"].append((t0 - start, (t1 - t0) * 1000))
             if sample:
-                samples.add(json.loads(text)["activities"][0]["id"], t1, author)
+                samples.add(json.loads(text)["activities"][0]["id"], t1, author, verb, when)
 
         async def read(n: int) -> None:
             u = rnd.choice(layout.users)
@@ -177,6 +182,8 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
                 errors["read"][status] = errors["read"].get(status, 0) + 1
 
         skipped = {"post": [0], "read": [0], "health": [0]}
+        stop_polls = asyncio.Event()
+        poller = asyncio.create_task(samples.run(redis, stop_polls))
         load = asyncio.gather(
             paced(opts.posts, end, post, skipped["post"]), paced(opts.reads, end, read, skipped["read"]),
             paced(HEALTH_PER_S, end, lambda n: timed_get(http, "/healthz", {}, raw["health"], start, flights["health"]),
@@ -192,37 +199,33 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
             if load.done():
                 load.result()  # raises what the load raised
             samples.absorb(sockets.drain())
-            await samples.check(redis)
             depth = [await redis.zcard(q) for q in queues]
             depth_max = max(depth_max, sum(depth))
             env.check_alive()
             bar.update(min(int(seconds), int(time.monotonic() - start)))
             if time.monotonic() >= boundary + 1.0:  # a second for the window's last answers
                 lo, hi = boundary - start - opts.interval, boundary - start
-                lags, pending = [], 0
-                for aid, (t202, _) in samples.sent.items():
-                    if lo - GRACE <= t202 - start < hi - GRACE:
-                        got = samples.lags.get(aid)
-                        pending += got is None
-                        lags.append(got if got is not None else (time.monotonic() - t202) * 1000)
-                procs, machine = meter.sample()
                 now = time.monotonic()
+                lags = samples.window(start + lo - GRACE, start + hi - GRACE, now)
+                push = samples.window(start + lo - GRACE, start + hi - GRACE, now, push=True)
+                procs, machine = meter.sample()
                 ages = {k: f.ages(lo + start, hi + start, now) for k, f in flights.items()}
                 win = {k: [ms for t, ms in v if lo <= t < hi] + ages[k] for k, v in raw.items()}
-                intervals.append(Interval(hi, win["post"], win["read"], win["health"], lags, pending,
+                intervals.append(Interval(hi, win["post"], win["read"], win["health"], lags, push,
                                           (depth[0], depth[1]), depth_max, procs, machine, opts.interval,
                                           {k: len(a) for k, a in ages.items()}))
                 print(intervals[-1].line(), flush=True)
                 boundary, depth_max = boundary + opts.interval, 0
         bar.close()
         await load
-        info("load stopped: waiting up to 15 s for the samples' last frames")
+        info("load stopped: waiting up to 15 s for the samples to reach every feed and socket")
         for _ in range(15):
             samples.absorb(sockets.drain())
-            await samples.check(redis)
-            if len(samples.lags) == len(samples.sent):
+            if len(samples.lags) == len(samples.push) == len(samples.sent):
                 break
             await asyncio.sleep(1.0)
+        stop_polls.set()
+        await poller
         ceilings.append(await ceiling(env, http, opts.posts))
         biggest = 0
         for u in (layout.socket_users[0], layout.users[-1]):  # one follower of probe authors, one of the rest
@@ -233,6 +236,6 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
     await redis.aclose()
     counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
                "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
-               "resolved": len(samples.lags),
+               "resolved": len(samples.lags), "pushed": len(samples.push),
                "post_errors": errors["post"], "read_errors": errors["read"]}
     return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)

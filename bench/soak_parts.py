@@ -19,10 +19,9 @@ from bench.common import Environment, gather_limited
 from bench.cpu import machine_cpu, process_cpu
 from hub.domain.tokens import issue_token
 from hub.storage.follows import Follow
-from hub.storage.redis import Keys
 
 GROUPS = ("timeline", "timeline_aggregated")  # the feeds fed by follows
-WATCHED = "timeline_aggregated"  # the one the sockets subscribe to (see Samples)
+WATCHED = "timeline_aggregated"  # the one the sockets subscribe to (see bench/soak_samples.py)
 MARKER = "soak-sample:"  # the object of a sampled activity: the clients parse only frames naming it
 
 
@@ -199,51 +198,6 @@ class Sockets:
         for p in self.procs:
             if p.is_alive():
                 p.kill()
-
-
-class Samples:
-    """Sampled activities, from their 202 to the last follower feed holding them.
-
-    The aggregated feeds are timed by their sockets' frames; the flat ones are checked in
-    Redis once every follower's aggregated frame is in (fan-out writes the flat feed first
-    in each chunk job). Found then, the lag is the last frame's; if not, it is the time of
-    the check that first finds them all (an upper bound, within the checking period)."""
-
-    def __init__(self, layout: Layout, keys: Keys) -> None:
-        self.layout, self.keys = layout, keys
-        self.sent: dict[str, tuple[float, str]] = {}  # id -> (202 time, author)
-        self.frames: dict[str, dict[str, float]] = {}  # id -> {feed: first frame}
-        self.lags: dict[str, float] = {}  # id -> ms, once it is in every follower feed
-        self._checked: set[str] = set()
-
-    def add(self, aid: str, t202: float, author: str) -> None:
-        self.sent[aid] = (t202, author)
-
-    def absorb(self, records: list[tuple[str, str, float]]) -> None:
-        for feed, aid, t in records:
-            self.frames.setdefault(aid, {}).setdefault(feed, t)
-
-    async def check(self, redis: Any) -> None:
-        todo = []
-        for aid, (_t, author) in self.sent.items():
-            if aid not in self.lags and len(self.frames.get(aid, ())) >= len(self.layout.followers[author]):
-                todo.append(aid)
-        if not todo:
-            return
-        pipe = redis.pipeline(transaction=False)
-        for aid in todo:
-            for u in self.layout.followers[self.sent[aid][1]]:
-                pipe.zscore(self.keys.feed(f"timeline:{u}"), aid)
-        found, now = await pipe.execute(), time.monotonic()
-        i = 0
-        for aid in todo:
-            t202, author = self.sent[aid]
-            n = len(self.layout.followers[author])
-            if all(x is not None for x in found[i:i + n]):
-                last = max(self.frames[aid].values()) if aid not in self._checked else now
-                self.lags[aid] = max(0.0, last - t202) * 1000
-            self._checked.add(aid)
-            i += n
 
 
 # -- processes: CPU and RSS -------------------------------------------------------------------

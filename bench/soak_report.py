@@ -28,14 +28,20 @@ def _p(xs: list[float], open_: int = 0) -> str:
     return f"p50 {m}{percentile(xs, 50):.1f} p99 {m}{percentile(xs, 99):.1f}" + (f" ({open_} open)" if open_ else "")
 
 
+def _lag(xs: list[float], pending: int) -> str:
+    m = ">" if pending else ""
+    return (f"p50 {m}{percentile(xs, 50):.0f} p99 {m}{percentile(xs, 99):.0f} ms "
+            f"({len(xs)} samples, {pending} pending)")
+
+
 @dataclass
 class Interval:
     end: float
     posts: list[float]
     reads: list[float]
     health: list[float]
-    lags: list[float]
-    pending: int
+    lags: tuple[list[float], int]  # fan-out lags (ms) and how many of them are lower bounds
+    push: tuple[list[float], int]  # push lags likewise
     queue: tuple[int, int]
     queue_max: int
     procs: dict[str, tuple[float, float]]
@@ -45,15 +51,13 @@ class Interval:
 
     @property
     def lag_p99(self) -> float:
-        return percentile(self.lags, 99)
+        return percentile(self.lags[0], 99)
 
     def line(self) -> str:
-        more = ">" if self.pending else ""
         procs = " ".join(f"{n} {c:.0f}/{r:.0f}" for n, (c, r) in self.procs.items())
         return (f"{self.end:5.0f}s  post {len(self.posts) / self.seconds:.0f}/s {_p(self.posts, self.open['post'])} ms  "
                 f"read {len(self.reads) / self.seconds:.0f}/s {_p(self.reads, self.open['read'])} ms  "
-                f"lag p50 {more}{percentile(self.lags, 50):.0f} p99 {more}{self.lag_p99:.0f} ms "
-                f"({len(self.lags)} samples, {self.pending} pending)  "
+                f"fan-out lag {_lag(*self.lags)}  push lag {_lag(*self.push)}  "
                 f"queue high {self.queue[0]} low {self.queue[1]} max {self.queue_max}  "
                 f"healthz {_p(self.health, self.open['health'])} ms  cpu%/rss MiB: {procs}  machine {self.machine:.0f}% busy")
 
@@ -107,8 +111,9 @@ class SoakResult:
             f"posted {c['posted']} (other answers {c['post_errors'] or 'none'}, skipped {c['post_skipped']}); "
             f"read {c['read']} (other answers {c['read_errors'] or 'none'}, skipped {c['read_skipped']}); "
             f"{c['frames']} frames, {c['closed']} sockets closed by the server",
-            f"fan-out samples: {c['samples']}, reached every follower feed: {c['resolved']}, "
-            f"still missing 15 s after the load: {c['samples'] - c['resolved']}",
+            f"fan-out samples: {c['samples']}, in every follower feed: {c['resolved']} "
+            f"({c['samples'] - c['resolved']} still missing 15 s after the load); "
+            f"framed on every follower socket: {c['pushed']}",
             f"largest group in a follower's timeline_aggregated at the end: {self.biggest_group} activities",
             *(cl.line(w) for cl, w in zip(self.ceilings, ("before", "after"))),
             "latencies, first minute vs last minute (p50 / p99 ratios):", *rows,
