@@ -216,6 +216,7 @@ class Gateway:
             if since_t is None:
                 raise InvalidRequest("since must be a cursor this server sent", field="since")
         # Live first (buffered), then the log: a change in between is in one or both.
+        following = feed in conn.feeds  # a subscribe again keeps the first one if this one fails
         conn.buffers[feed] = []
         conn.feeds.add(feed)
         self.dispatcher.add(conn, feed)
@@ -247,6 +248,9 @@ class Gateway:
             counts = await self.view.counts(conn.app, feed)
         except BaseException:
             conn.buffers.pop(feed, None)
+            if not following:  # failed (an outage): no live frames for a feed never subscribed
+                conn.unfollow(feed)
+                self.dispatcher.remove(conn, feed)
             raise
         if conn.closed:
             return
