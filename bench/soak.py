@@ -44,17 +44,21 @@ from hub.storage.redis import Keys, connect
 SAMPLES_PER_S = 5.0
 HEALTH_PER_S = 5.0
 GRACE = 5.0  # seconds a sample has before its line is printed; also the lag target
-CAP = 2000  # requests in flight per kind; beyond, a due request is skipped and counted
+# Requests in flight per kind at most: 5 s of them. Beyond, a due request is skipped and
+# counted, so that an overloaded server is not also buried under this process's backlog
+# (and this process's loop, which times the lags, stays responsive).
+CAP_SECONDS = 5.0
 
 
 async def paced(rate: float, end: float, fire: Any, skipped: list[int]) -> None:
-    """Call ``fire(n)`` ``rate`` times a second until ``end``, open loop; at most CAP in flight."""
+    """Call ``fire(n)`` ``rate`` times a second until ``end``, open loop; at most CAP_SECONDS
+    of calls in flight."""
     inflight: set[asyncio.Task[None]] = set()
     t0, n = time.monotonic(), 0
     while (now := time.monotonic()) < end:
         while n < int((now - t0) * rate):
             n += 1
-            if len(inflight) >= CAP:
+            if len(inflight) >= max(10, rate * CAP_SECONDS):
                 skipped[0] += 1
                 continue
             task = asyncio.create_task(fire(n))
