@@ -162,10 +162,23 @@ async def _dispose(worker: Worker, run: asyncio.Task[None]) -> None:
     Running jobs are cancelled: arq then clears their in-progress marker (if Redis
     answers) so that they run again at once, else they run again when it expires.
     """
-    jobs = list(worker.tasks.values())
-    for t in [*jobs, run]:
-        t.cancel()
-    await asyncio.gather(run, *jobs, return_exceptions=True)
+    everything = {run, *worker.tasks.values()}
+    if worker.main_task is not None:
+        everything.add(worker.main_task)
+    tasks = set(everything)
+    # A cancellation can be swallowed below arq (seen in its poll loop, in a Redis call
+    # that timed out as it was cancelled), and the loop then polls on: cancel again.
+    for _ in range(10):
+        for t in tasks:
+            t.cancel()
+        _, tasks = await asyncio.wait(tasks, timeout=1.0)
+        if not tasks:
+            break
+    else:
+        log.error("queue %s: %d tasks of a stopped worker did not end", worker.queue_name, len(tasks))
+    for t in everything - tasks:  # their errors are the outage the caller already knows of
+        if not t.cancelled():
+            t.exception()
     with contextlib.suppress(Exception):
         await worker.pool.delete(worker.health_check_key)
     with contextlib.suppress(Exception):

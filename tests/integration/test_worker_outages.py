@@ -1,0 +1,87 @@
+"""A worker (run_workers, in this process) outlives its dependencies: it waits for them at
+start and serves its queues again after Redis is killed and restarted.
+
+The Redis killed here is one of the test's own (never the shared 6379)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from hub.config import Settings
+from hub.services.redis_local import start_redis
+from tests.faulthub import free_port, with_redis
+from workers.main import arq_pool, run_workers
+
+RESILIENCE_LOG = "workers.resilience"
+
+
+async def ping(pool: ArqRedis, settings: Settings, timeout: float) -> str:
+    job = await pool.enqueue_job("ping", "outage", _queue_name=f"{settings.redis.key_prefix}:queue:high")
+    assert job is not None
+    result = await asyncio.wait_for(job.result(poll_delay=0.05), timeout)
+    return str(result["pong"])
+
+
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == RESILIENCE_LOG]
+
+
+async def test_a_worker_started_while_cassandra_is_down_waits_for_it(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, RESILIENCE_LOG)
+    # Nothing listens on this loopback address: every connection is refused.
+    nowhere = dataclasses.replace(settings, cassandra=dataclasses.replace(settings.cassandra, hosts=("127.0.0.9",)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(nowhere, stop=stop))
+    await asyncio.sleep(4)
+    assert not task.done(), task
+    stop.set()
+    await asyncio.wait_for(task, 15)  # and stops when asked, without an error
+    lines = outage_lines(caplog)
+    assert len(lines) == 1 and "Cassandra at 127.0.0.9:9042 is unavailable" in lines[0], lines
+
+
+async def test_a_worker_serves_its_queue_again_after_redis_is_killed_and_restarted(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, RESILIENCE_LOG)
+    state = Path(tempfile.mkdtemp(prefix="hub-worker-outage-"))
+    port = free_port()
+    services = [start_redis("127.0.0.1", port, state, lambda _m: None)]
+    own = with_redis(settings, port)
+    client = arq_pool(own, "high")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(own, stop=stop))
+    try:
+        assert await ping(client, own, 30) == "outage"
+        for _ in range(2):  # two outages: one line each when it starts and when it ends
+            first = services[-1]
+            assert first is not None
+            os.kill(first.pid, signal.SIGKILL)
+            first.stop()
+            await asyncio.sleep(2)
+            assert not task.done(), task
+            services.append(await asyncio.to_thread(start_redis, "127.0.0.1", port, state, lambda _m: None))
+            assert await ping(client, own, 30) == "outage"  # an empty Redis: a new queue, served
+        assert not task.done()
+        lines = outage_lines(caplog)
+        assert len(lines) == 4 and all("Redis at" in line for line in lines), lines
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.aclose(close_connection_pool=True)
+        for svc in services[1:]:
+            if svc is not None:
+                svc.stop()
+        shutil.rmtree(state, ignore_errors=True)
