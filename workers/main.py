@@ -166,8 +166,8 @@ async def _dispose(worker: Worker, run: asyncio.Task[None]) -> None:
     if worker.main_task is not None:
         everything.add(worker.main_task)
     tasks = set(everything)
-    # A cancellation can be swallowed below arq (seen in its poll loop, in a Redis call
-    # that timed out as it was cancelled), and the loop then polls on: cancel again.
+    # One cancellation is not always enough: arq's poll loop was seen polling on after
+    # one (swallowed somewhere below it), which hung the stop. Cancel until all have ended.
     for _ in range(10):
         for t in tasks:
             t.cancel()
