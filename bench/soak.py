@@ -240,6 +240,6 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
     await redis.aclose()
     counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
                "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
-               "resolved": len(samples.lags), "pushed": len(samples.push),
+               "resolved": len(samples.lags), "pushed": len(samples.push), "missing": samples.missing(),
                "post_errors": errors["post"], "read_errors": errors["read"]}
     return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)

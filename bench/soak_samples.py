@@ -27,7 +27,7 @@ from hub.domain.models import Activity
 from hub.storage.redis import Keys
 
 POLL = 0.05  # seconds between polls of the feeds of samples not yet everywhere
-POLL_CAP = 2000  # ZSCOREs per poll at most (oldest samples first)
+POLL_CAP = 2000  # ZSCOREs per poll at most, in turns (a sample never found must not starve the others)
 ZSCORES_PER_S = 10_000  # so that polling a backlog does not load Redis much
 
 
@@ -46,6 +46,7 @@ class Samples:
         self.frames: dict[str, dict[str, float]] = {}  # id -> {feed: first frame naming it}
         self.lags: dict[str, float] = {}  # id -> fan-out lag in ms, once every feed holds it
         self.push: dict[str, float] = {}  # id -> push lag in ms, once every socket had its frame
+        self._turn = 0
 
     def add(self, aid: str, t202: float, author: str, verb: str, when: datetime) -> None:
         a = Activity(id=aid, actor=author, verb=verb, object="", time=when)
@@ -77,9 +78,10 @@ class Samples:
     async def poll(self, redis: Any) -> int:
         """One poll of the feeds not yet seen holding their sample; how many were polled."""
         todo: list[tuple[str, str]] = []
-        for aid in sorted(self.sent, key=lambda a: self.sent[a].t202):
-            if aid in self.lags:
-                continue
+        waiting = [a for a in self.sent if a not in self.lags]
+        self._turn += 1
+        for i in range(len(waiting)):
+            aid = waiting[(self._turn * 7 + i) % len(waiting)]  # each poll starts elsewhere
             held = self.held.get(aid, {})
             todo += [(aid, f) for f in self.feeds(aid) if f not in held]
             if len(todo) >= POLL_CAP:
@@ -105,6 +107,16 @@ class Samples:
         while not stop.is_set():
             n = await self.poll(redis)
             await asyncio.sleep(max(POLL, n / ZSCORES_PER_S))
+
+    def missing(self) -> dict[str, int]:
+        """Feeds never seen holding their sample, by group: {group: feeds}."""
+        out = dict.fromkeys(GROUPS, 0)
+        for aid in self.sent:
+            if aid not in self.lags:
+                for f in self.feeds(aid):
+                    if f not in self.held.get(aid, {}):
+                        out[f.partition(":")[0]] += 1
+        return out
 
     def window(self, lo: float, hi: float, now: float, push: bool = False) -> tuple[list[float], int]:
         """Lags (ms) of the samples whose 202 came in [lo, hi), and how many of them are
