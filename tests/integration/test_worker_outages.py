@@ -12,14 +12,22 @@ import os
 import shutil
 import signal
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import retry_key_prefix
 
 from hub.config import Settings
+from hub.core import Hub
+from hub.errors import Unavailable
 from hub.services.redis_local import start_redis
+from tests.conftest import uid
 from tests.faulthub import free_port, with_redis
+from workers.jobs.fanout import retry_when_down
 from workers.main import arq_pool, run_workers
 
 RESILIENCE_LOG = "workers.resilience"
@@ -85,3 +93,39 @@ async def test_a_worker_serves_its_queue_again_after_redis_is_killed_and_restart
             if svc is not None:
                 svc.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def test_a_job_meeting_an_outage_on_its_last_tries_gets_them_back(hub: Hub, settings: Settings) -> None:
+    """arq fails a job after worker.max_tries runs; through an outage of up to an hour
+    (after the job was queued), retry_when_down gives the tries back."""
+
+    @retry_when_down
+    async def down(ctx: dict[str, Any]) -> None:
+        raise Unavailable("Cassandra: NoHostAvailable")
+
+    @retry_when_down
+    async def bug(ctx: dict[str, Any]) -> None:
+        raise ValueError("not an outage")
+
+    last = settings.worker.max_tries - 1
+    job_id = uid("job")
+    key = retry_key_prefix + job_id
+    now = datetime.now(timezone.utc)
+    ctx: dict[str, Any] = {"hub": hub, "job_id": job_id, "job_try": last, "enqueue_time": now}
+    try:
+        await hub.queue.set(key, last, ex=60)
+        with pytest.raises(Retry) as retry:
+            await down(ctx)
+        assert retry.value.defer_score == 30_000
+        assert int(await hub.queue.get(key)) == 1  # the next run is try 2
+
+        await hub.queue.set(key, last, ex=60)
+        with pytest.raises(Retry):
+            await down({**ctx, "enqueue_time": now - timedelta(hours=2)})
+        assert int(await hub.queue.get(key)) == last  # queued too long ago: not given back
+
+        with pytest.raises(ValueError):
+            await bug(ctx)
+        assert int(await hub.queue.get(key)) == last
+    finally:
+        await hub.queue.delete(key)

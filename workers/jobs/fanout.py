@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from arq import Retry
+from arq.constants import retry_key_prefix
 
 from hub.ops import fanout
 from hub.queue import QUEUED
@@ -27,9 +29,10 @@ def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
     (workers/resilience.py ``is_dependency_error``); anything else is a bug and fails the
     job. arq fails a job for good when it exceeds its timeout, so the job body gets a
     deadline a little shorter than that and is retried instead. Retries wait 2, 4, 8, 16,
-    then 30 s (:func:`retry_delay`); arq gives up after ``worker.max_tries`` runs, so the
-    default 20 ride out an outage of about 8 minutes (:func:`retry_budget`). Jobs are
-    idempotent, so repeats are safe.
+    then 30 s (:func:`retry_delay`). arq gives up after ``worker.max_tries`` runs (the
+    default 20 ride out about 8 minutes, :func:`retry_budget`); a job that is still
+    meeting an outage on its last tries gets them back, for up to ``OUTAGE_RETRY_S``
+    after it was queued. Jobs are idempotent, so repeats are safe.
     """
 
     @functools.wraps(job)
@@ -40,12 +43,17 @@ def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
         except Exception as e:
             if not is_dependency_error(e):
                 raise
+            await _give_tries_back(ctx)
             raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from e
 
     return wrapper
 
 
 RETRY_CAP_S = 30.0
+# How long after it was queued a job keeps being retried through an outage: an hour, the
+# sweep's window (SWEEP_MINUTES). A fan-out chunk failed for good would be lost from
+# cached feeds (no marker names it any more), so its tries must not run out first.
+OUTAGE_RETRY_S = 3600.0
 
 
 def retry_delay(job_try: int) -> float:
@@ -54,8 +62,23 @@ def retry_delay(job_try: int) -> float:
 
 
 def retry_budget(max_tries: int) -> float:
-    """How long (waits only) a job keeps being retried through an outage before arq fails it."""
+    """How long (waits only) ``max_tries`` runs last through an outage."""
     return sum(retry_delay(t) for t in range(1, max_tries))
+
+
+async def _give_tries_back(ctx: dict[str, Any]) -> None:
+    """On a job's last tries, reset arq's count of them (its ``arq:retry:<job id>`` key,
+    incremented at each run) unless the job was queued more than OUTAGE_RETRY_S ago. If
+    Redis is what is down the reset fails, harmlessly: arq cannot run the job either."""
+    hub = hub_of(ctx)
+    job_id, job_try, queued = ctx.get("job_id"), ctx.get("job_try", 1), ctx.get("enqueue_time")
+    if job_id is None or queued is None or job_try < hub.settings.worker.max_tries - 1:
+        return
+    if time.time() - queued.timestamp() > OUTAGE_RETRY_S:
+        return
+    with contextlib.suppress(Exception):
+        await hub.queue.set(retry_key_prefix + job_id, 1, ex=88400)  # arq's own expiry for it
+
 
 # The sweep looks this far back for stored activities whose fan-out was never queued.
 SWEEP_MINUTES = 60
