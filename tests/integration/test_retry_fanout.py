@@ -30,13 +30,28 @@ from hub.ops import follow as follow_ops
 from hub.ops import intake, rebuild
 from hub.queue import HIGH, queue_name
 from hub.storage.pending import minute_bucket
-from tests.conftest import uid
+from tests.conftest import make_app, uid
 from tests.helpers import wait_for
 from tests.wire import TcpProxy
 from workers.context import close_hub, open_hub
 from workers.jobs.fanout import sweep_pending
 
-APP = "t1"
+APP = "rf"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A queue (key prefix) and an app of this test's own: no other test's markers or jobs
+    are swept or counted here."""
+    return dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, key_prefix=f"{settings.redis.key_prefix}:{uid('rf')}"),
+                               apps={APP: make_app(APP)})
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[Hub]:
+    h = await open_hub(settings)
+    yield h
+    await close_hub(h)
 
 
 @contextlib.asynccontextmanager
