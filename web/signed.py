@@ -24,7 +24,7 @@ from aiohttp import web
 from hub.config import AppSettings
 from hub.domain.signing import verify
 from hub.errors import HubError, NotFound, RateLimited, TooLarge, Unavailable
-from hub.storage.answers import ANSWER_TTL, WebhookAnswers
+from hub.storage.answers import ANSWER_TTL, PendingAnswer, WebhookAnswers
 from hub.storage.redis import REDIS_DOWN, Keys
 from web.errors import error_response
 from web.gate import RECENT, UNKNOWN, SignedScripts
@@ -39,6 +39,9 @@ RUNNING_TTL = 60
 MAX_BODY = 1024 * 1024
 # A retry arriving while the first try is still running waits this long for its answer.
 REPLAY_WAIT = 10.0
+# Request keys: the signed call's (app, webhook-id), and its answer written with its work.
+_CALL = web.RequestKey("hub.signed.call", tuple)
+_PENDING = web.RequestKey("hub.signed.pending", PendingAnswer)
 
 SignedView = Callable[[web.Request, AppSettings, bytes], Awaitable[tuple[int, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -109,6 +112,7 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         redis = request.app[REDIS]
         keys = Keys(request.app[SETTINGS].redis.key_prefix, app.id)
         replay_key = keys.webhook(webhook_id)
+        request[_CALL] = (app.id, webhook_id)
         try:
             prepared: Prepared[P] | HubError = prepare(request, app, body)
         except HubError as e:
@@ -150,18 +154,46 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
             # Not answered: let the retry run it again rather than repeat nothing.
             await redis.delete(replay_key)
             raise
+        pending: PendingAnswer | None = request.get(_PENDING)
         if resp.status >= 500 or resp.status == 429:
             await redis.delete(replay_key)  # a retry should really be retried
+            if pending is not None and pending.written is not None:
+                await _forget(answers, app.id, webhook_id)
         else:
-            record = json.dumps({"s": resp.status, "b": resp.text if resp.body else None})
+            record = _record(resp)
             scripts.keep(replay_key, record, REPLAY_TTL)
-            try:  # durable before it is sent: a repeat after a Redis flush finds it
-                await answers.keep(app.id, webhook_id, record)
-            except Exception as e:  # the work is done: answer it (Redis keeps it, as before)
-                log.warning("answer to %s not kept in Cassandra: %s", replay_key, e)
+            # Durable before it is sent, so that a repeat after a Redis flush finds it:
+            # written with the work where the view did that (pending_answer), else now.
+            if pending is None or pending.written != record:
+                try:
+                    await answers.keep(app.id, webhook_id, record)
+                except Exception as e:  # the work is done: answer it (Redis keeps it, as before)
+                    log.warning("answer to %s not kept in Cassandra: %s", replay_key, e)
         return resp
 
     return handler
+
+
+def pending_answer(request: web.Request, shape: Callable[[Any], tuple[int, Any]]) -> PendingAnswer:
+    """For a view that writes its answer with its work (posting activities: in intake's
+    Cassandra round): ``shape`` turns the work's result into the view's ``(status,
+    payload)``, so the record written is the one this module would keep."""
+    app, webhook_id = request[_CALL]
+    answers = WebhookAnswers(request.app[CASSANDRA], request.app[SIGNED].touched)
+    pending = PendingAnswer(answers, app, webhook_id, lambda result: _record(_answer(*shape(result))))
+    request[_PENDING] = pending
+    return pending
+
+
+def _record(resp: web.Response) -> str:
+    return json.dumps({"s": resp.status, "b": resp.text if resp.body else None})
+
+
+async def _forget(answers: WebhookAnswers, app: str, webhook_id: str) -> None:
+    try:
+        await answers.forget(app, webhook_id)
+    except Exception as e:
+        log.warning("answer to %s/%s written with its work not taken back: %s", app, webhook_id, e)
 
 
 def _answer(status: int, payload: Any) -> web.Response:

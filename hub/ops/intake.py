@@ -15,8 +15,9 @@ were claimed before, in the Redis call that admitted each request (web/gate.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from hub.ops.fanout import enqueue_remove, queue_fanout, queue_own_feeds
 from hub.ops.groupcommit import GroupCommit
 from hub.queue import EXISTS, NOTHING_TO_DO
 from hub.storage.activities import Stored, StoreResult
+from hub.storage.answers import PendingAnswer
 from hub.storage.foreignids import CLAIM_TTL, Claim, parse_claim, pending_claims
 from hub.storage.pending import MarkerRef
 from hub.storage.redis import REDIS_DOWN
@@ -72,6 +74,7 @@ class _Item:
     activity: Activity
     claimed: bool  # its foreign id's claim was made before the group
     claim: Claim | None  # what that claim found: None when this try won it
+    answer: PendingAnswer | None = None  # its request's answer, written in the group's round
 
 
 class Intake:
@@ -100,11 +103,15 @@ class Intake:
         claims = pending_claims(self.hub.activities.keys(app), list(firsts.items()))
         return Incoming(app, activities, list(firsts.values()), claims)
 
-    async def accept(self, incoming: Incoming, found: Sequence[Any]) -> list[dict[str, str | None]]:
+    async def accept(
+        self, incoming: Incoming, found: Sequence[Any], *, answer: PendingAnswer | None = None
+    ) -> list[dict[str, str | None]]:
         """Commit prepared activities whose claims found ``found`` (raw Redis replies, in
-        order), together with whatever other requests of the app are waiting."""
+        order), together with whatever other requests of the app are waiting.
+        ``answer``: the request's answer, written (rendered from what this returns) in
+        the group's Cassandra round."""
         claims = dict(zip(incoming.claimants, map(parse_claim, found)))
-        items = [_Item(a, a.id in claims, claims.get(a.id)) for a in incoming.activities]
+        items = [_Item(a, a.id in claims, claims.get(a.id), answer) for a in incoming.activities]
         return _answer(await self.groups.submit(incoming.app, items))
 
     async def close(self) -> None:
@@ -112,7 +119,18 @@ class Intake:
 
     async def _commit(self, app: str, items: list[_Item]) -> list[Stored]:
         claimed = {i.activity.id: i.claim for i in items if i.claimed}
-        result, done = await commit(self.hub, app, [i.activity for i in items], claimed)
+        requests: dict[int, tuple[PendingAnswer, list[Activity]]] = {}
+        for i in items:
+            if i.answer is not None:
+                requests.setdefault(id(i.answer), (i.answer, []))[1].append(i.activity)
+
+        async def answered(ids: Mapping[str, str]) -> None:
+            await asyncio.gather(*(
+                pa.write([{"id": ids[a.id], "foreign_id": a.foreign_id} for a in acts]) for pa, acts in requests.values()
+            ))
+
+        activities = [i.activity for i in items]
+        result, done = await commit(self.hub, app, activities, claimed, answered=answered if requests else None)
         if done:
             self._cleanups.spawn(drop_marker(self.hub, app, result))
         return result.stored
@@ -132,7 +150,8 @@ def _answer(stored: Sequence[Stored]) -> list[dict[str, str | None]]:
 
 
 async def commit(
-    hub: Hub, app: str, activities: Sequence[Activity], claimed: Mapping[str, Claim | None] | None = None
+    hub: Hub, app: str, activities: Sequence[Activity], claimed: Mapping[str, Claim | None] | None = None,
+    answered: Callable[[Mapping[str, str]], Awaitable[None]] | None = None,
 ) -> tuple[StoreResult, bool]:
     """Store durably (with a pending marker), write the own and addressed feeds, then
     queue one planning job for the followers of what is new (none when the authors are
@@ -145,10 +164,10 @@ async def commit(
     a group) is stored once: the occurrence that won its claim (else the first) is
     ``created``, the others repeat it. A known activity whose first try may not have got
     its fan-out certain is fanned out again.
-    ``claimed``: the foreign-id claims already made, as for ``ActivityStore.store_many``.
+    ``claimed``, ``answered``: as for ``ActivityStore.store_many``.
     """
     trip = Trip(hub.redis)  # one round trip after Cassandra's: bodies, own feeds, the job
-    result = await hub.activities.store_many(app, activities, trip=trip, claimed=claimed)
+    result = await hub.activities.store_many(app, activities, trip=trip, claimed=claimed, answered=answered)
     todo = list({s.activity.id: s.activity for s in result.stored if s.fan_out}.values())
     job = None
     if todo:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -70,6 +70,7 @@ class ActivityStore:
         minute: int | None = None,
         trip: Trip | None = None,
         claimed: Mapping[str, Claim | None] | None = None,
+        answered: Callable[[Mapping[str, str]], Awaitable[None]] | None = None,
     ) -> StoreResult:
         """Make activities durable, with a pending fan-out marker naming them, before any 202.
 
@@ -94,6 +95,11 @@ class ActivityStore:
         that try won. Several requests of one group may share a foreign id; the one that
         won its claim stands for it and the others repeat it. Foreign ids nobody claimed
         yet are claimed here.
+
+        ``answered``, if given, runs in the same Cassandra round with the id each
+        activity will be answered with (by activity id), and again afterwards in the rare
+        case that changes it (a try that Redis had forgotten): the caller's answer is
+        made durable without a round of its own. It must not raise.
         """
         k = self.keys(app)
         minute = minute_bucket() if minute is None else minute
@@ -105,10 +111,14 @@ class ActivityStore:
         # its name (hub/storage/pending.py).
         name = min(a.id for a in activities)
         named = [a.id for a in fresh] + [c.id for c in earlier.values()]
-        marker, bodies, first = await asyncio.gather(
+        answer_ids = {a.id: a.id if a.foreign_id is None else
+                      earlier[a.foreign_id].id if a.foreign_id in earlier else chosen[a.foreign_id].id
+                      for a in activities}
+        marker, bodies, first, _ = await asyncio.gather(
             self.markers.mark(app, minute, named, name=name),
             self._write(app, fresh),
             self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
+            answered(answer_ids) if answered is not None else asyncio.sleep(0),
         )
         # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
         forgotten = {f: i for f, i in first.items() if i < chosen[f].id}
@@ -120,8 +130,12 @@ class ActivityStore:
         )))
         adopted = [a for a, how in settled.values() if how == "adopted"]
         unsure = [a for a, how in settled.values() if how == "unconfirmed"]
-        if forgotten:  # the same marker, now naming the earlier ids too
-            await self.markers.mark(app, minute, named + [a.id for a, _ in settled.values()], name=name)
+        if forgotten:  # the same marker, now naming the earlier ids too; the earlier ids answered
+            fixed = {a.id: first[a.foreign_id] for a in activities if a.foreign_id in forgotten}
+            await asyncio.gather(
+                self.markers.mark(app, minute, named + [a.id for a, _ in settled.values()], name=name),
+                answered(answer_ids | fixed) if answered is not None else asyncio.sleep(0),
+            )
         if adopted or unsure:
             # An unconfirmed try may have stored only part of its rows (an unlogged
             # batch that failed half-way): its rows other than the body are written again.

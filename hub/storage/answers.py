@@ -17,9 +17,15 @@ app may still be on record.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from hub.storage.cassandra import Cassandra
+
+log = logging.getLogger(__name__)
 
 ANSWER_TTL = 600
 TOUCH_EVERY = 10.0
@@ -54,6 +60,10 @@ class WebhookAnswers:
             self.touched.pop(app, None)  # written again by the next answer
             raise
 
+    async def forget(self, app: str, webhook_id: str) -> None:
+        """An answer written with its work that was not the answer sent (a 5xx followed)."""
+        await self.db.execute("DELETE FROM {ks}.webhook_answers WHERE app = %s AND webhook_id = %s", (app, webhook_id))
+
     async def find(self, app: str, webhook_id: str) -> tuple[str, int] | None:
         """The kept record and its remaining seconds, if this ``webhook-id`` was answered."""
         rows = await self.db.execute(
@@ -65,3 +75,29 @@ class WebhookAnswers:
     async def recent(self, app: str) -> bool:
         """Whether the app may have answers on record (it answered in the last 10 minutes)."""
         return bool(await self.db.execute("SELECT at FROM {ks}.webhook_recent WHERE app = %s", (app,)))
+
+
+@dataclass
+class PendingAnswer:
+    """A signed call's answer, made durable in the Cassandra round that stores its work
+    (hub/ops/intake.py), so the hot path has no round of its own for it. ``render``: the
+    kept record of the answer to a result; ``written``: the record on file so far, which
+    the caller compares with its real answer (and writes that if they differ)."""
+
+    answers: WebhookAnswers
+    app: str
+    webhook_id: str
+    render: Callable[[Any], str]
+    written: str | None = None
+
+    async def write(self, result: Any) -> None:
+        """Never raises: a failed write leaves ``written`` as it was (the caller writes)."""
+        record = self.render(result)
+        if record == self.written:
+            return
+        try:
+            await self.answers.keep(self.app, self.webhook_id, record)
+        except Exception as e:
+            log.warning("answer to %s/%s not kept with its work: %s", self.app, self.webhook_id, e)
+        else:
+            self.written = record

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from hub.config import Settings
@@ -78,3 +79,56 @@ async def test_a_redis_without_records_of_an_app_that_answered_nothing_lately_is
     since = float(await redis.get(f"{keys.base}:wh-complete-since"))
     assert since <= time.time() - 600 + 5  # complete, as if for the last 10 minutes
     assert await WebhookAnswers(hub.db, {}).recent("t2")  # that answer is on record now
+
+
+async def test_the_answer_written_with_the_work_is_the_answer_sent(
+    client: Any, settings: Settings, hub: Hub, redis: Any
+) -> None:
+    """Intake writes the answer in its Cassandra round, predicted before the round: the
+    record on file is the one kept in Redis, also when the round changes the answer (a
+    foreign id whose claim Redis had forgotten is answered with the earlier id)."""
+    actor, fid, ts = uid("a"), uid("fid"), int(time.time())
+    act = {"actor": actor, "verb": "post", "object": "note:1", "foreign_id": fid}
+    batch = {"activities": [act, {**act, "foreign_id": None}, act]}
+    msg1, msg2 = "msg_" + secrets.token_hex(8), "msg_" + secrets.token_hex(8)
+    first = await post(client, settings, batch, msg1, ts)
+    assert first[0] == 202, first
+    on_file = await WebhookAnswers(hub.db, {}).find(APP, msg1)
+    assert on_file is not None and on_file[0] == await redis.get(hub.activities.keys(APP).webhook(msg1))
+    first_id = json.loads(first[1])["activities"][0]["id"]
+
+    # Redis forgets the claim only: the next try's own id is taken back after the round.
+    await redis.delete(hub.activities.keys(APP).foreign_id(fid))
+    again = await post(client, settings, act, msg2, ts)
+    assert json.loads(again[1])["activities"][0]["id"] == first_id
+    on_file = await WebhookAnswers(hub.db, {}).find(APP, msg2)
+    assert on_file is not None and on_file[0] == await redis.get(hub.activities.keys(APP).webhook(msg2))
+
+    await lose_redis(settings, redis)
+    assert await post(client, settings, batch, msg1, ts) == first
+    assert await post(client, settings, act, msg2, ts) == again
+    assert len(await hub.activities.user_activity_ids(APP, actor, 10)) == 2
+
+
+async def test_intake_writes_the_answer_in_its_round(hub: Hub) -> None:
+    """No round of its own: the record is on file when ``accept`` returns, rendered from
+    exactly what it returns."""
+    from hub.domain.activity import ActivityInput
+    from hub.ops.intake import Intake
+    from hub.storage.answers import PendingAnswer
+
+    accepting = Intake(hub)
+    try:
+        now = datetime.now(timezone.utc)
+        inputs = [ActivityInput(actor=uid("a"), verb="post", object="note:1", foreign_id=f, time=now)
+                  for f in (uid("f"), None)]
+        incoming = accepting.prepare(APP, inputs, batch=True)
+        found = [await hub.redis.set(k, v, nx=True, get=True, ex=incoming.claim_ttl) for k, v in incoming.claims]
+        msg = "msg_" + secrets.token_hex(8)
+        pending = PendingAnswer(WebhookAnswers(hub.db, {}), APP, msg, json.dumps)
+        results = await accepting.accept(incoming, found, answer=pending)
+    finally:
+        await accepting.close()
+    assert pending.written == json.dumps(results)
+    on_file = await WebhookAnswers(hub.db, {}).find(APP, msg)
+    assert on_file is not None and on_file[0] == json.dumps(results)

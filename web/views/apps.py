@@ -16,7 +16,7 @@ from hub.ops import follow as follow_ops
 from hub.ops import intake
 from hub.ops.intake import Incoming
 from web.keys import HUB, INTAKE, METRICS
-from web.signed import Prepared, signed, signed_claiming
+from web.signed import Prepared, pending_answer, signed, signed_claiming
 from web.views.params import query_cursor, query_int
 
 MAX_COPY = 1000
@@ -53,8 +53,14 @@ def _incoming(request: web.Request, app: AppSettings, body: bytes) -> Prepared[I
 
 @signed_claiming(_incoming)
 async def post_activities(request: web.Request, app: AppSettings, incoming: Incoming, found: list[Any]) -> tuple[int, Any]:
-    results = await request.app[INTAKE].accept(incoming, found)
+    # The answer is written to Cassandra in intake's round (replay that survives Redis).
+    answer = pending_answer(request, _accepted)
+    results = await request.app[INTAKE].accept(incoming, found, answer=answer)
     request.app[METRICS].activities.labels(app.id).inc(len(results))
+    return _accepted(results)
+
+
+def _accepted(results: list[dict[str, str | None]]) -> tuple[int, Any]:
     return 202, {"activities": results}
 
 
