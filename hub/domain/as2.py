@@ -1,7 +1,7 @@
 """The Activity Streams 2.0 shape of an incoming activity (docs/api.md, Activities).
 
 A document with ``type`` or ``@context`` is read as AS2 and mapped onto the hub's own
-fields (:class:`~hub.domain.activity.ActivityInput`) as follows:
+fields (:class:`~hub.domain.fields.ActivityInput`) as follows:
 
 - ``type`` gives the verb, lowercased; of a list of types the first string is used.
 - ``actor``, ``object``, ``target`` may be an id string, an object, or a list (the first
@@ -31,13 +31,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from hub.domain.activity import (
+from hub.domain.fields import (
     MAX_EXTRA_BYTES,
     ActivityInput,
-    _at,
-    _feeds,
-    _json_size,
-    _optional_id,
+    at,
+    feed_ids,
+    json_size,
+    optional_id,
     parse_time,
     validate_feed_id,
     validate_id,
@@ -55,10 +55,10 @@ def parse_as2(d: dict[str, Any], now: datetime, path: str) -> ActivityInput:
         if key in d:
             raise InvalidActivity(
                 f"{key!r} cannot be used in an Activity Streams document (it has type or @context); "
-                f"use {instead}", field=_at(path, key),
+                f"use {instead}", field=at(path, key),
             )
     if "@context" in d and not isinstance(d["@context"], (str, dict, list)):
-        raise InvalidActivity("@context must be a URL, an object or a list", field=_at(path, "@context"))
+        raise InvalidActivity("@context must be a URL, an object or a list", field=at(path, "@context"))
     kept = {k: v for k, v in d.items() if k not in _AS2_MAPPED}
     _check_as2_text(kept, path)
     types = d.get("type")
@@ -66,16 +66,16 @@ def parse_as2(d: dict[str, Any], now: datetime, path: str) -> ActivityInput:
         kept["type"] = types
         types = next((t for t in types if isinstance(t, str)), types)
     if types is None:
-        raise InvalidActivity("type is required: it gives the verb", field=_at(path, "type"))
+        raise InvalidActivity("type is required: it gives the verb", field=at(path, "type"))
     if not isinstance(types, str):
-        raise InvalidActivity("type must be a string or a list of strings", field=_at(path, "type"))
-    verb = validate_id(types, _at(path, "type"), error=InvalidActivity).lower()
-    foreign_id = _optional_id(d, "id", path)
+        raise InvalidActivity("type must be a string or a list of strings", field=at(path, "type"))
+    verb = validate_id(types, at(path, "type"), error=InvalidActivity).lower()
+    foreign_id = optional_id(d, "id", path)
     actor = _as2_ref(d, "actor", path, kept)
     object_ = _as2_ref(d, "object", path, kept)
     target = _as2_ref(d, "target", path, kept) if d.get("target") is not None else None
     published = d.get("published")
-    time = now if published is None else parse_time(published, _at(path, "published"))
+    time = now if published is None else parse_time(published, at(path, "published"))
     to, complete = _as2_to(d.get("to"), path)
     if not complete:
         kept["to"] = d["to"]
@@ -90,7 +90,7 @@ def _as2_ref(d: Mapping[str, Any], key: str, path: str, kept: dict[str, Any]) ->
 
     A value that is more than an id string is also kept (in ``kept``, later ``extra``).
     """
-    value, field = d.get(key), _at(path, key)
+    value, field = d.get(key), at(path, key)
     if value is None:
         raise InvalidActivity(f"{key} is required", field=field)
     if not isinstance(value, str):
@@ -123,9 +123,9 @@ def _as2_to(value: object, path: str) -> tuple[tuple[str, ...], bool]:
     entries = list(enumerate(value)) if isinstance(value, list) else [(0, value)]
     feeds = [(i, e) for i, e in entries if isinstance(e, str) and "://" not in e and e not in _AS2_PUBLIC]
     if isinstance(value, list):
-        return _feeds(feeds, path), len(feeds) == len(entries)
+        return feed_ids(feeds, path), len(feeds) == len(entries)
     # A single value has no index: name the property itself in errors.
-    return tuple(validate_feed_id(f, _at(path, "to"), error=InvalidActivity) for _, f in feeds), bool(feeds)
+    return tuple(validate_feed_id(f, at(path, "to"), error=InvalidActivity) for _, f in feeds), bool(feeds)
 
 
 def _check_as2_text(props: Mapping[str, Any], path: str) -> None:
@@ -133,22 +133,22 @@ def _check_as2_text(props: Mapping[str, Any], path: str) -> None:
     for key in ("name", "summary", "content"):
         if props.get(key) is not None and not isinstance(props[key], str):
             raise InvalidActivity(
-                f"{key} must be a string (use {key}Map for several languages)", field=_at(path, key)
+                f"{key} must be a string (use {key}Map for several languages)", field=at(path, key)
             )
         value = props.get(key + "Map")
         if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
             raise InvalidActivity(
-                f"{key}Map must be an object mapping language tags to strings", field=_at(path, key + "Map")
+                f"{key}Map must be an object mapping language tags to strings", field=at(path, key + "Map")
             )
 
 
 def _fit_as2_extra(kept: dict[str, Any], path: str) -> dict[str, Any]:
-    size = _json_size(kept, _at(path, "extra"))
+    size = json_size(kept, at(path, "extra"))
     if size > MAX_EXTRA_BYTES:
-        largest = max(kept, key=lambda k: _json_size(kept[k], _at(path, k)))
+        largest = max(kept, key=lambda k: json_size(kept[k], at(path, k)))
         raise InvalidActivity(
             f"the document's properties kept in extra take {size} bytes; at most {MAX_EXTRA_BYTES} "
             f"(16 KiB) are allowed, and {largest!r} is the largest",
-            field=_at(path, largest),
+            field=at(path, largest),
         )
     return kept
