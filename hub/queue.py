@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -21,6 +19,7 @@ from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool, Redis
 
 from hub.config import RedisSettings
+from hub.storage.precondition import SetsHoldOnly
 from hub.storage.trip import Trip
 
 HIGH = "high"
@@ -94,16 +93,6 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 return 1
 """
 QUEUED, EXISTS, NOTHING_TO_DO = 1, 0, 2
-
-
-@dataclass(frozen=True)
-class SetsHoldOnly:
-    """A job's precondition, checked in the call that queues it: the job is skipped when
-    every one of ``keys`` is a set holding ``member`` and nothing else (a loaded cache
-    saying "none"). A missing key never skips: the job finds out for itself."""
-
-    member: str
-    keys: Sequence[str]
 
 
 class JobScript:

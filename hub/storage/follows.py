@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 
-from hub.queue import SetsHoldOnly
 from hub.storage.cassandra import Cassandra
+from hub.storage.precondition import SetsHoldOnly
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
