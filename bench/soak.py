@@ -33,7 +33,7 @@ import aiohttp
 
 from bench.ceilings import pubsub_ceiling, redis_zadd_ceiling
 from bench.common import Environment, Progress, environment, info, signed_headers
-from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, process_pids, set_up
+from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, failed_jobs, process_pids, set_up
 from bench.soak_report import AUTHORS, FOLLOWS, USERS, VERBS, Ceiling, Interval, SoakOptions, SoakResult
 from bench.soak_samples import Samples
 from hub.config import Settings
@@ -241,5 +241,6 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
     counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
                "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
                "resolved": len(samples.lags), "pushed": len(samples.push), "missing": samples.missing(),
+               "failed_jobs": failed_jobs(env),
                "post_errors": errors["post"], "read_errors": errors["read"]}
     return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)

@@ -9,6 +9,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,3 +246,17 @@ def process_pids(env: Environment, redis_pid: int | None, clients: list[int]) ->
         pids["redis"] = [redis_pid]
     pids["bench"] = [os.getpid(), *clients]
     return pids
+
+
+def failed_jobs(env: Environment) -> dict[str, int]:
+    """Jobs the workers logged as failed (arq: "! <job> failed, <Error>: ..."), by error
+    class: a timed-out fan-out job fails and waits for the sweep (20 s and more)."""
+    out: dict[str, int] = {}
+    for name, _ in env.procs:
+        path = env.tmp / f"{name}.log"
+        if name.startswith("worker") and path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                m = re.search(r" failed, (\w+)", line)
+                if m:
+                    out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
