@@ -18,9 +18,10 @@ from hub.storage import redis as redis_storage
 from hub.storage.cassandra import Cassandra
 from web.errors import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, errors_middleware
 from web.gate import SignedScripts
-from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SIGNED
+from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SIGNED, VERIFIED_TOKENS
 from web.metrics import Metrics
 from web.routes import setup_routes
+from web.tokencache import VerifiedTokens
 
 # Bodies above this are refused before they are read (docs/api.md, Errors: 413 too_large).
 MAX_BODY = 1024 * 1024
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = body_timeout
     app[METRICS] = Metrics()
+    app[VERIFIED_TOKENS] = VerifiedTokens(settings)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_cassandra)
     app.cleanup_ctx.append(_hub)

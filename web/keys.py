@@ -12,6 +12,7 @@ from hub.ops.intake import Intake
 from hub.storage.cassandra import Cassandra
 from web.gate import SignedScripts
 from web.metrics import Metrics
+from web.tokencache import VerifiedTokens
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
@@ -21,3 +22,4 @@ METRICS = web.AppKey("metrics", Metrics)
 HUB = web.AppKey("hub", Hub)
 INTAKE = web.AppKey("intake", Intake)
 SIGNED = web.AppKey("signed", SignedScripts)
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)

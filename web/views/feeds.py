@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from hub.config import AppSettings, FeedGroup
 from hub.domain.activity import decode_json, validate_id, validate_user_id
-from hub.domain.tokens import TokenClaims, verify_token
+from hub.domain.tokens import TokenClaims
 from hub.errors import BadToken, Forbidden, InvalidRequest
 from hub.ops import reads
 from hub.ops.rebuild import ensure_built
-from web.keys import HUB, SETTINGS
+from web.keys import HUB, VERIFIED_TOKENS
 from web.signed import read_body, signed
 from web.views.params import query_cursor, query_int
 
@@ -25,27 +24,7 @@ def user_claims(request: web.Request) -> TokenClaims:
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise BadToken("send Authorization: Bearer <token>")
-    token = token.strip()
-    now = int(time.time())
-    settings = request.app[SETTINGS]
-    cache_key = (id(settings), token)
-    hit = _verified.get(cache_key)
-    if hit is not None and now < hit[1]:
-        return hit[0]
-    keys = {a.id: a.key for a in settings.apps.values()}
-    claims = verify_token(token, keys, now=now)
-    if len(_verified) >= _VERIFIED_MAX:
-        _verified.clear()
-    _verified[cache_key] = (claims, min(claims.exp, now + _VERIFIED_SECONDS))
-    return claims
-
-
-# Tokens verified in the last few seconds ((settings, token) -> claims, valid until), so a client's
-# burst of reads pays the HMAC check once. Bounded; an entry never outlives the token's
-# exp, so an expired token still gets its 401 from verify_token.
-_VERIFIED_SECONDS = 10
-_VERIFIED_MAX = 10_000
-_verified: dict[tuple[int, str], tuple[TokenClaims, int]] = {}
+    return request.app[VERIFIED_TOKENS].claims(token.strip())
 
 
 def _own_feed(request: web.Request) -> tuple[str, FeedGroup, str]:
