@@ -96,6 +96,10 @@ class FeedGroup:
     def is_ranked(self) -> bool:
         return self.ranking == "weighted"
 
+    def feed_of(self, user: str) -> str:
+        """The id of ``user``'s feed of this group (``<group>:<user>``), as stored and pushed."""
+        return f"{self.name}:{user}"
+
 
 @dataclass(frozen=True)
 class ServicesSettings:

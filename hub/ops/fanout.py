@@ -178,7 +178,7 @@ async def write_chunk(hub: Hub, app: str, activity_id: str, followers: Sequence[
         return 0
     written = 0
     for group in hub.settings.follower_groups("user"):
-        written += await hub.feeds.add(app, group, [f"{group.name}:{u}" for u in followers], activity)
+        written += await hub.feeds.add(app, group, [group.feed_of(u) for u in followers], activity)
     return written
 
 
@@ -203,5 +203,5 @@ async def remove_everywhere(hub: Hub, app: str, activity_id: str) -> int:
     followers = await hub.follows.followers(app, activity.actor)
     for chunk in chunks(sorted(followers), hub.settings.fanout.chunk_size):
         for group in hub.settings.follower_groups("user"):
-            removed += await hub.feeds.remove(app, group, [f"{group.name}:{u}" for u in chunk], activity)
+            removed += await hub.feeds.remove(app, group, [group.feed_of(u) for u in chunk], activity)
     return removed

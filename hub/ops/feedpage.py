@@ -1,10 +1,11 @@
-"""Aggregated pages as JSON text, and the rendered first page the feed cache keeps.
+"""The one renderer of an aggregated feed's group entries, and the page cache's text.
 
-An entry is written straight from the read script's group summary, in
-``reads.group_entry_json``'s key order and form, in two parts: everything up to
-``"is_seen":`` (a function of the group and its bodies: what the page cache keeps), then
-the marks, applied at every read. A fresh render and a cached page go through the same
-:func:`with_marks`, so they give the same bytes.
+An entry (docs/api.md, Entries) is written as JSON text straight from a group's summary
+(:class:`hub.storage.groupreads.GroupSummary`, the one parse of the scripts' answer) and
+its newest bodies as stored, in two parts: everything up to ``"is_seen":`` (a function of
+the group and its bodies: what the page cache keeps), then the marks, applied at every
+read. Pages (fresh or cached) and websocket frames (:func:`entries`) all go through
+:func:`heads` and :func:`with_marks`, so they give the same entries.
 
 The cached text (``hub.storage.feedcache``, page cache) is one header line
 ``<entries>\\t<next>\\t<body ids, comma separated>`` and one line per entry,
@@ -63,6 +64,13 @@ def with_marks(group: FeedGroup, rows: Iterable[Head], marks: dict[str, str]) ->
             seen = n <= seen_w or marks.get("seen:" + gid, "") >= n
             out.append(head + ("true}" if seen else "false}"))
     return out
+
+
+def entries(group: FeedGroup, summaries: list[GroupSummary], bodies: dict[str, str],
+            marks: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``group id -> entry`` as JSON values (websocket frames), rendered as a page is."""
+    rows = heads(summaries, bodies)
+    return {gid: json.loads(text) for (gid, _, _), text in zip(rows, with_marks(group, rows, marks))}
 
 
 def page_text(entries: int, nxt: str | None, body_ids: Iterable[str], rows: list[Head]) -> str | None:

@@ -16,25 +16,28 @@ from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.ranking import page_after
 from hub.errors import InvalidRequest
-from hub.ops import reads
+from hub.ops.pages import Page, PageRequest, celebrity_ids, feed_counts, flat_bodies
 from hub.ops.rebuild import ensure_built
 from hub.storage.rankindex import score_of
 
 
-async def read_ranked(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> reads.Page:
-    feed = f"{group.name}:{user}"
-    await ensure_built(hub, app, group, user)
-    await hub.follows.touch_active(app, user, time.time())
-    after = await _cursor_key(hub, app, group, cursor)
-    entries = await hub.feeds.ranks.page(app, feed, limit + 1, after)
-    if group.follows == "user" and await hub.follows.celebrities(app):
-        pulled = await reads.celebrity_ids(hub, app, user, group.max_length, None)
-        bodies = await hub.activities.get_many(app, pulled)
-        entries += [(score_of(group, a), a.id) for a in bodies.values()]
-    ids = page_after(entries, after, limit + 1)
-    results, nxt = await reads.flat_bodies(hub, app, ids, limit)
-    counts = await reads.feed_counts(hub, app, group, feed)
-    return reads.Page(results, nxt, counts["unseen"], counts["unread"])
+class RankedReader:
+    """Ranked flat feeds (:class:`hub.ops.pages.FeedReader`)."""
+
+    async def read(self, hub: Hub, req: PageRequest) -> Page:
+        app, group, user, limit, feed = req.app, req.group, req.user, req.limit, req.feed
+        await ensure_built(hub, app, group, user)
+        await hub.follows.touch_active(app, user, time.time())
+        after = await _cursor_key(hub, app, group, req.cursor)
+        entries = await hub.feeds.ranks.page(app, feed, limit + 1, after)
+        if group.follows == "user" and await hub.follows.celebrities(app):
+            pulled = await celebrity_ids(hub, app, user, group.max_length, None)
+            bodies = await hub.activities.get_many(app, pulled)
+            entries += [(score_of(group, a), a.id) for a in bodies.values()]
+        ids = page_after(entries, after, limit + 1)
+        results, nxt = await flat_bodies(hub, app, ids, limit)
+        counts = await feed_counts(hub, app, group, feed)
+        return Page(results, nxt, counts["unseen"], counts["unread"])
 
 
 async def _cursor_key(hub: Hub, app: str, group: FeedGroup, cursor: str | None) -> tuple[float, str] | None:

@@ -27,6 +27,8 @@ from collections.abc import Awaitable
 
 from hub.config import FeedGroup
 from hub.core import Hub
+from hub.storage.actorids import actors_ids
+from hub.storage.bodytexts import alive_ids
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ REPLAY_FACTOR = 5
 
 async def ensure_built(hub: Hub, app: str, group: FeedGroup, user: str) -> bool:
     """Rebuild the feed when it is not cached. Returns True when it rebuilt."""
-    feed = f"{group.name}:{user}"
+    feed = group.feed_of(user)
     if await hub.feeds.is_built(app, group, feed):
         return False
     await rebuild(hub, app, group, user)
@@ -43,7 +45,7 @@ async def ensure_built(hub: Hub, app: str, group: FeedGroup, user: str) -> bool:
 
 
 async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
-    feed = f"{group.name}:{user}"
+    feed = group.feed_of(user)
     await hub.feeds.start_build(app, group, feed)
     limit = group.max_length if not group.is_aggregated else group.max_length * REPLAY_FACTOR
     ids = await source_ids(hub, app, group, user, limit)
@@ -53,7 +55,7 @@ async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
         n = len(activities)
         await hub.feeds.fill(app, group, feed, activities)
     else:  # a flat feed holds ids only: check the activities exist, parse no bodies
-        alive = await _alive(hub, app, ids)
+        alive = await alive_ids(hub.activities, app, ids)
         kept = [i for i in reversed(ids) if i in alive]
         n = len(kept)
         await hub.feeds.fill_ids(app, group, feed, kept)
@@ -66,23 +68,10 @@ async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
     return n
 
 
-async def _alive(hub: Hub, app: str, ids: list[str]) -> set[str]:
-    """The ids whose activity exists and is not deleted (cached bodies first, as get_many)."""
-    if not ids:
-        return set()
-    k = hub.activities.keys(app)
-    cached = await hub.redis.mget([k.activity(i) for i in ids])
-    alive = {i for i, raw in zip(ids, cached) if raw is not None}
-    missing = [i for i in ids if i not in alive]
-    if missing:
-        alive.update(await hub.activities.get_many(app, missing))
-    return alive
-
-
 async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int) -> list[str]:
     """The newest ``limit`` activity ids the feed should hold, newest first."""
     store = hub.activities
-    queries: list[Awaitable[list[str]]] = [store.target_ids(app, f"{group.name}:{user}", limit)]
+    queries: list[Awaitable[list[str]]] = [store.target_ids(app, group.feed_of(user), limit)]
     if group.name == "user":
         queries.append(store.user_activity_ids(app, user, limit))
     if group.follows == "user":
@@ -117,7 +106,6 @@ async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int
 
 _Range = tuple[str, int, str | None, str | None]
 _IN_ACTORS = 100
-_ALL_IDS = "SELECT actor, id FROM {ks}.user_activities WHERE app = %s AND actor IN %s LIMIT %s"
 
 
 async def _ranges_ids(hub: Hub, app: str, by_actor: dict[str, list[_Range]], cap: int) -> list[str]:
@@ -126,11 +114,11 @@ async def _ranges_ids(hub: Hub, app: str, by_actor: dict[str, list[_Range]], cap
     activities in all: then it returned every id of theirs, and each range is cut from
     them exactly as its own query would have. Otherwise one query per range."""
     if len(by_actor) > 1:
-        rows = await hub.activities.db.execute(_ALL_IDS, (app, list(by_actor), cap))
+        rows = await actors_ids(hub.activities.db, app, list(by_actor), cap)
         if len(rows) < cap:  # complete: every activity id of these actors
             ids: dict[str, list[str]] = {a: [] for a in by_actor}
-            for row in rows:
-                ids[row.actor].append(row.id)
+            for actor, aid in rows:
+                ids[actor].append(aid)
             out: list[str] = []
             for actor, rs in by_actor.items():
                 mine = sorted(ids[actor], reverse=True)

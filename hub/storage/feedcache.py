@@ -65,7 +65,7 @@ from redis.asyncio import Redis
 
 from hub.background import Background
 from hub.config import FeedGroup
-from hub.domain.aggregation import group_id, group_key
+from hub.domain.aggregation import MAX_ACTORS, group_id, group_key
 from hub.domain.models import Activity, format_time
 from hub.storage import feedscripts
 from hub.storage.changes import channel
@@ -229,7 +229,7 @@ class FeedCache(GroupReads):
         return ids
 
     async def read(self, app: str, group: FeedGroup, feed: str, user: str, limit: int, before: str | None,
-                   bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = 5,
+                   bodies: int, body_prefix: str, per_group: int, pulls: bool, actors: int = MAX_ACTORS,
                    page_token: str = "") -> HotRead:
         """One page (``limit`` entries) with counts, marks and celebrities, in one round trip.
 

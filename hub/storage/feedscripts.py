@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from hub.storage.changes import NOTIFY_LUA
-from hub.storage.marks import COUNT_LUA
 
 _LUA = Path(__file__).with_name("lua")
 
@@ -51,7 +50,7 @@ return n
 # functions they share in lua/groups.lua; the layout is described in feedcache.py.
 AGG_ADD = NOTIFY_LUA + lua("groups") + lua("agg_add")
 AGG_REMOVE = NOTIFY_LUA + lua("groups") + lua("agg_remove")
-READ = COUNT_LUA + lua("groups") + lua("read")
+READ = lua("count") + lua("groups") + lua("read")
 GROUP_SUMMARIES = lua("groups") + lua("group_summaries")
 
 # KEYS: rendered page. ARGV: the token the read script reserved it with, the page, ttl.

@@ -14,6 +14,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from hub.config import FeedGroup
+from hub.domain.aggregation import MAX_ACTIVITIES, MAX_ACTORS
 from hub.storage import feedscripts
 from hub.storage.redis import Keys
 
@@ -66,6 +68,18 @@ class GroupReads:
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
 
+    async def entry_newest(self, app: str, group: FeedGroup, feed: str, ids: Sequence[str]) -> dict[str, str]:
+        """``entry -> its newest id`` for the entry ids the feed holds (groups of an
+        aggregated feed, activities of a flat one); the others are left out."""
+        k = self.keys(app)
+        if not ids:
+            return {}
+        if group.is_aggregated:
+            raws = await self.redis.hmget(k.agg_state(feed), list(ids))
+            return {gid: json.loads(raw)["n"] for gid, raw in zip(ids, raws) if raw}
+        scores = await self.redis.zmscore(k.feed(feed), list(ids))
+        return {i: i for i, s in zip(ids, scores) if s is not None}
+
     async def groups(self, app: str, feed: str, limit: int, before: str | None = None) -> list[GroupState]:
         """Groups with every member, newest first: O(their sizes), for checks and tools."""
         k = self.keys(app)
@@ -89,23 +103,23 @@ class GroupReads:
         return out
 
     async def page_groups(self, app: str, feed: str, limit: int, before: str | None = None,
-                          per_group: int = 15, actors: int = 5) -> list[GroupSummary]:
+                          per_group: int = MAX_ACTIVITIES, actors: int = MAX_ACTORS) -> list[GroupSummary]:
         """Summaries of the ``limit`` groups below the cursor ``before``, newest first."""
         k = self.keys(app)
         top = f"({before}" if before else "+"
         entries: list[str] = await self.redis.zrevrangebylex(k.agg(feed), top, f"({SENTINEL}", 0, limit)
         return await self.summaries(app, feed, [m.split("|", 1)[1] for m in entries], per_group, actors)
 
-    async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
-                        actors: int = 5) -> list[GroupSummary]:
+    async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = MAX_ACTIVITIES,
+                        actors: int = MAX_ACTORS) -> list[GroupSummary]:
         """Summaries of these groups of a feed, in their order; groups it does not hold are left out."""
         pipe = self.redis.pipeline(transaction=False)
         await self.queue_summaries(pipe, app, feed, gids, per_group, actors)
         (raw,) = await pipe.execute()
         return parse_summaries(raw)
 
-    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = 15,
-                              actors: int = 5) -> None:
+    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = MAX_ACTIVITIES,
+                              actors: int = MAX_ACTORS) -> None:
         """:meth:`summaries` queued on a pipeline; its answer goes through :func:`parse_summaries`."""
         k = self.keys(app)
         keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]

@@ -9,52 +9,33 @@ For a flat feed an entry is one activity (its id never changes); for aggregated 
 notification feeds it is a group (``<newest id>|<group id>`` in the order set).
 
 Hash fields: ``!`` (loaded), ``seen:*``, ``read:*``, ``seen:<entry>``, ``read:<entry>``.
+
+Bounded by the feed, not its history: an individual mark is only ever written for an
+entry the feed holds, and every marking drops (in Cassandra and in the cache) the marks
+of entries that have left the feed since (trimmed past ``max_length``, emptied, deleted:
+:meth:`MarkStore.prune_gone`). So a feed keeps at most its entries' marks per kind, a
+count reads at most that many, and a reload after a Redis flush reads as many rows.
+An entry that comes back after leaving the feed (a copy of older activities, a rebuild
+after deletes) comes back unmarked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 
+from hub.config import FeedGroup
 from hub.storage.cassandra import Cassandra
+from hub.storage.feedscripts import lua
 from hub.storage.redis import Keys
 
 KINDS = ("seen", "read")
 
-# Counts entries newer than the watermark, minus those individually marked at or above
-# their current newest id. KEYS: order set, marks hash, group states (aggregated) or "".
-# ARGV: kind, aggregated flag.
-COUNT_LUA = """
-local function count(z, mk, gs, kind, agg)
-  local w = redis.call('HGET', mk, kind .. ':*') or ''
-  local total
-  if w == '' then
-    total = redis.call('ZCARD', z) - 1
-    if total < 0 then total = 0 end
-  else
-    total = redis.call('ZLEXCOUNT', z, '(' .. w .. '~', '+')
-  end
-  local prefix = kind .. ':'
-  local all = redis.call('HGETALL', mk)
-  for i = 1, #all, 2 do
-    local f, mark = all[i], all[i + 1]
-    if string.sub(f, 1, #prefix) == prefix and f ~= kind .. ':*' then
-      local entry = string.sub(f, #prefix + 1)
-      local newest = nil
-      if agg then
-        local raw = redis.call('HGET', gs, entry)
-        if raw then newest = cjson.decode(raw).n end
-      elseif redis.call('ZSCORE', z, entry) then
-        newest = entry
-      end
-      if newest and newest > w and mark >= newest then total = total - 1 end
-    end
-  end
-  return total
-end
-"""
-_COUNT = COUNT_LUA + "return count(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2] == '1')\n"
+# The count function lives once, in lua/count.lua (the read script uses it too).
+_COUNT = lua("count") + lua("count_main")
+_GONE = lua("marks_gone")
 
 
 class MarkStore:
@@ -63,6 +44,7 @@ class MarkStore:
         self.redis = redis
         self.prefix = prefix
         self._count = redis.register_script(_COUNT)
+        self._gone = redis.register_script(_GONE)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
@@ -98,21 +80,57 @@ class MarkStore:
         """Drop individual marks made redundant by a new watermark."""
         if not entries:
             return
-        await self.db.batch([
-            ("DELETE FROM {ks}.feed_marks WHERE app = %s AND feed = %s AND kind = %s AND gid = %s", (app, feed, kind, e))
-            for e in entries
-        ], logged=False)
+        for start in range(0, len(entries), 100):  # batches stay under Cassandra's size warning
+            await self.db.batch([
+                ("DELETE FROM {ks}.feed_marks WHERE app = %s AND feed = %s AND kind = %s AND gid = %s",
+                 (app, feed, kind, e))
+                for e in entries[start : start + 100]
+            ], logged=False)
         await self.redis.hdel(self.keys(app).marks(feed), *(f"{kind}:{e}" for e in entries))
 
-    async def counts(self, app: str, feed: str, order_key: str, states_key: str | None) -> dict[str, int]:
+    def _count_keys(self, app: str, group: FeedGroup, feed: str) -> list[str]:
+        k = self.keys(app)
+        if group.is_aggregated:
+            return [k.agg(feed), k.marks(feed), k.agg_state(feed)]
+        return [k.feed(feed), k.marks(feed), k.feed(feed)]
+
+    async def counts(self, app: str, group: FeedGroup, feed: str) -> dict[str, int]:
+        """``{"unseen": n, "unread": n}`` of a feed, loading its marks first."""
         await self.load(app, feed)
-        k = self.keys(app).marks(feed)
-        agg = "1" if states_key else "0"
         pipe = self.redis.pipeline(transaction=False)
-        for kind in KINDS:
-            await self._count(keys=[order_key, k, states_key or order_key], args=[kind, agg], client=pipe)
+        await self.queue_counts(pipe, app, group, feed)
         seen, read = await pipe.execute()
-        return {"unseen": max(0, int(seen)), "unread": max(0, int(read))}
+        return counts_of(seen, read)
+
+    async def queue_counts(self, pipe: Any, app: str, group: FeedGroup, feed: str) -> None:
+        """Both counts queued on a pipeline (two answers, for :func:`counts_of`), marks
+        assumed loaded (a count over unloaded marks is too high)."""
+        keys, agg = self._count_keys(app, group, feed), "1" if group.is_aggregated else "0"
+        for kind in KINDS:
+            await self._count(keys=keys, args=[kind, agg], client=pipe)
+
+    async def prune_gone(self, app: str, group: FeedGroup, feed: str) -> int:
+        """Drop the individual marks of entries the feed no longer holds (module doc),
+        durably first, so a reload never brings back what the cache dropped. Returns
+        how many went."""
+        k = self.keys(app)
+        order = k.agg(feed) if group.is_aggregated else k.feed(feed)
+        states = k.agg_state(feed) if group.is_aggregated else order
+        gone: list[str] = await self._gone(keys=[k.built(feed), order, states, k.marks(feed)],
+                                           args=["1" if group.is_aggregated else "0"])
+        if not gone:
+            return 0
+        by_kind: dict[str, list[str]] = {}
+        for f in gone:
+            kind, entry = f.split(":", 1)
+            by_kind.setdefault(kind, []).append(entry)
+        for kind, entries in by_kind.items():
+            await self.prune(app, feed, kind, entries)
+        return len(gone)
+
+
+def counts_of(seen: Any, read: Any) -> dict[str, int]:
+    return {"unseen": max(0, int(seen)), "unread": max(0, int(read))}
 
 
 def is_marked(marks: Mapping[str, str], kind: str, entry: str, newest: str) -> bool:
