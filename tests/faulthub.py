@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from hub.config import AppSettings, Settings
+from hub.services.process import ManagedService
 from tests.conftest import ROOT, sign
 
 APP = "t1"
@@ -34,6 +35,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_loopback(port: int) -> str:
+    """A loopback address (127.0.0.5 to 127.0.0.254, picked at random, so concurrent runs
+    rarely meet) where nothing listens on ``port`` nor on Cassandra's storage port for it."""
+    from hub.services.cassandra_local import storage_ports
+    from hub.services.process import port_free
+
+    candidates = [f"127.0.0.{n}" for n in range(5, 255)]
+    secrets.SystemRandom().shuffle(candidates)
+    for host in candidates:
+        if port_free(host, port) and all(port_free(host, p) for p in storage_ports(port)):
+            return host
+    raise AssertionError("no free loopback address")
 
 
 def write_config(settings: Settings, port: int, path: Path) -> None:
@@ -113,6 +128,27 @@ class OwnHub:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+
+
+class Running:
+    """The service instances a test started and has not killed: stopped at the end,
+    whatever happened (a killed one is never signalled again: its pid may be reused)."""
+
+    def __init__(self) -> None:
+        self.services: list[ManagedService] = []
+
+    def add(self, service: ManagedService | None) -> None:
+        assert service is not None, "something already answers there"
+        self.services.append(service)
+
+    def kill_9(self) -> None:
+        service = self.services.pop()
+        os.kill(service.pid, signal.SIGKILL)
+        service.stop()  # reaps it (it is dead: nothing is signalled) and removes its pid file
+
+    def stop_all(self) -> None:
+        while self.services:
+            self.services.pop().stop()
 
 
 @dataclass

@@ -11,9 +11,7 @@ The shared services on 6379/9042 are never touched.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +22,6 @@ import pytest
 
 from hub.config import Settings
 from hub.services.cassandra_local import start_cassandra
-from hub.services.process import ManagedService
 from hub.services.redis_local import start_redis
 from hub.storage.schema import migrate
 from tests.conftest import uid
@@ -32,6 +29,8 @@ from tests.faulthub import (
     APP,
     AppClient,
     OwnHub,
+    Running,
+    free_loopback,
     free_port,
     post_stream,
     read_loop,
@@ -45,9 +44,6 @@ pytestmark = pytest.mark.slow
 AUTHORS, FOLLOWERS = 3, 8
 RATE = 25.0  # posts a second
 BEFORE_KILL, DOWN, AFTER_RESTART = 8.0, 4.0, 10.0  # seconds of posting
-# A loopback address of its own: Cassandra's storage ports are per address, so this node
-# does not meet the shared one on 127.0.0.1.
-CASSANDRA_HOST = "127.0.0.5"
 
 
 def quiet(_message: str) -> None:
@@ -59,11 +55,6 @@ def tmp_state() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="hub-faults-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def kill_9(service: ManagedService) -> None:
-    os.kill(service.pid, signal.SIGKILL)
-    service.stop()  # reaps it and removes its pid file
 
 
 async def under_fault(own: OwnHub, settings: Settings, kill: Callable[[], None],
@@ -127,41 +118,42 @@ async def under_fault(own: OwnHub, settings: Settings, kill: Callable[[], None],
 
 async def test_redis_killed_and_restarted_under_a_post_stream(settings: Settings, tmp_state: Path) -> None:
     port = free_port()
-    redis = start_redis("127.0.0.1", port, tmp_state, quiet)
-    assert redis is not None
-    services = [redis]
-    own = OwnHub(with_redis(settings, port), tmp_state)
+    running = Running()
 
-    def restart() -> None:
-        again = start_redis("127.0.0.1", port, tmp_state, quiet)  # empty: Redis is a cache
-        assert again is not None
-        services.append(again)
+    def start() -> None:  # the restarted one is empty: Redis is a cache
+        running.add(start_redis("127.0.0.1", port, tmp_state, quiet))
 
     try:
-        await under_fault(own, settings, lambda: kill_9(redis), restart, settle=60)
+        start()
+        own = OwnHub(with_redis(settings, port), tmp_state)
+        try:
+            await under_fault(own, settings, running.kill_9, start, settle=60)
+        finally:
+            own.stop()
     finally:
-        own.stop()
-        for svc in services[1:]:
-            svc.stop()
+        running.stop_all()
 
 
 async def test_cassandra_killed_and_restarted_under_a_post_stream(settings: Settings, tmp_state: Path) -> None:
-    own_settings = with_cassandra(settings, CASSANDRA_HOST)
+    # A loopback address of its own: Cassandra's ports are per address, so this node meets
+    # neither the shared one on 127.0.0.1 nor that of another run of this test.
+    host = free_loopback(settings.cassandra.port)
+    own_settings = with_cassandra(settings, host)
     heap = min(256, settings.services.cassandra_heap_mb)
+    running = Running()
 
-    def start() -> ManagedService:
+    def start() -> None:
         # The data directory is kept: with batch commit-log sync, acknowledged writes survive kill -9.
-        node = start_cassandra(CASSANDRA_HOST, own_settings.cassandra.port, tmp_state, settings.services.cache_dir,
-                               heap, quiet)
-        assert node is not None, f"something already answers on {CASSANDRA_HOST}"
-        return node
+        running.add(start_cassandra(host, own_settings.cassandra.port, tmp_state,
+                                    settings.services.cache_dir, heap, quiet))
 
-    nodes = [start()]
-    own = OwnHub(own_settings, tmp_state)
     try:
+        start()
         await migrate(own_settings.cassandra)
-        await under_fault(own, settings, lambda: kill_9(nodes[0]), lambda: nodes.append(start()), settle=90)
+        own = OwnHub(own_settings, tmp_state)
+        try:
+            await under_fault(own, settings, running.kill_9, start, settle=90)
+        finally:
+            own.stop()
     finally:
-        own.stop()
-        for node in nodes[1:]:
-            node.stop()
+        running.stop_all()

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import shutil
-import signal
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +24,7 @@ from hub.core import Hub
 from hub.errors import Unavailable
 from hub.services.redis_local import start_redis
 from tests.conftest import uid
-from tests.faulthub import free_port, with_redis
+from tests.faulthub import Running, free_port, with_redis
 from workers.jobs.fanout import retry_when_down
 from workers.main import arq_pool, run_workers
 
@@ -66,32 +64,34 @@ async def test_a_worker_serves_its_queue_again_after_redis_is_killed_and_restart
     caplog.set_level(logging.INFO, RESILIENCE_LOG)
     state = Path(tempfile.mkdtemp(prefix="hub-worker-outage-"))
     port = free_port()
-    services = [start_redis("127.0.0.1", port, state, lambda _m: None)]
+    running = Running()
+
+    def start() -> None:
+        running.add(start_redis("127.0.0.1", port, state, lambda _m: None))
+
     own = with_redis(settings, port)
     client = arq_pool(own, "high")
     stop = asyncio.Event()
-    task = asyncio.create_task(run_workers(own, stop=stop))
     try:
-        assert await ping(client, own, 30) == "outage"
-        for _ in range(2):  # two outages: one line each when it starts and when it ends
-            first = services[-1]
-            assert first is not None
-            os.kill(first.pid, signal.SIGKILL)
-            first.stop()
-            await asyncio.sleep(2)
-            assert not task.done(), task
-            services.append(await asyncio.to_thread(start_redis, "127.0.0.1", port, state, lambda _m: None))
-            assert await ping(client, own, 30) == "outage"  # an empty Redis: a new queue, served
-        assert not task.done()
-        lines = outage_lines(caplog)
-        assert len(lines) == 4 and all("Redis at" in line for line in lines), lines
+        start()
+        task = asyncio.create_task(run_workers(own, stop=stop))
+        try:
+            assert await ping(client, own, 30) == "outage"
+            for _ in range(2):  # two outages: one line each when it starts and when it ends
+                running.kill_9()
+                await asyncio.sleep(2)
+                assert not task.done(), task
+                await asyncio.to_thread(start)
+                assert await ping(client, own, 30) == "outage"  # an empty Redis: a new queue, served
+            assert not task.done()
+            lines = outage_lines(caplog)
+            assert len(lines) == 4 and all("Redis at" in line for line in lines), lines
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
         await client.aclose(close_connection_pool=True)
-        for svc in services[1:]:
-            if svc is not None:
-                svc.stop()
+        running.stop_all()
         shutil.rmtree(state, ignore_errors=True)
 
 
