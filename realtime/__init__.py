@@ -25,11 +25,23 @@ __all__ = ["GATEWAY", "PATH", "Gateway", "origin_allowed", "setup"]
 
 
 def setup(app: web.Application, settings: Settings, get_hub: Callable[[web.Application], Hub], *,
-          queue_size: int = 256, heartbeat: float = 30.0, replay_limit: int = 100) -> Gateway:
-    """Add ``GET /v1/realtime`` to ``app``; the gateway starts after the app's own start-up."""
-    gw = Gateway(settings, get_hub, queue_size=queue_size, heartbeat=heartbeat, replay_limit=replay_limit)
-    app[GATEWAY] = gw
-    app.router.add_get(PATH, gw.handle)
-    app.on_startup.append(gw.start)
-    app.on_shutdown.append(gw.stop)
-    return gw
+          queue_size: int = 256, heartbeat: float = 30.0, replay_limit: int = 100) -> None:
+    """Add ``GET /v1/realtime`` to ``app``. Its Gateway is built and started after the app's
+    own start-up (when ``get_hub(app)`` has a Hub) and kept under ``app[GATEWAY]``."""
+
+    async def start(app: web.Application) -> None:
+        gw = Gateway(settings, get_hub(app), queue_size=queue_size, heartbeat=heartbeat,
+                     replay_limit=replay_limit)
+        app[GATEWAY] = gw
+        await gw.start()
+
+    async def stop(app: web.Application) -> None:
+        if GATEWAY in app:
+            await app[GATEWAY].stop()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await request.app[GATEWAY].handle(request)
+
+    app.router.add_get(PATH, handle)
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)

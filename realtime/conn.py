@@ -9,14 +9,20 @@ Answers to the client's own frames (pong, subscribed, errors) are different: the
 waits for room (``wait_room``) before reading the client's next frame, so a client that
 pipelines many pings is answered at the pace it reads instead of overflowing its queue;
 a client that stops reading stops being read, and the live changes still drop it.
+
+State: one ``State`` for the connection (open, closing, closed) and one ``Follow`` per
+followed feed (replaying, its live frames held back; or live, frames its replay already
+covered dropped as repeats).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -35,13 +41,32 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-class Conn:
-    __slots__ = ("ws", "app", "user", "exp", "queue", "queue_size", "on_full", "writer", "buffers", "after",
-                 "feeds", "closed", "timer", "room")
+class State(enum.Enum):
+    OPEN = "open"  # frames are read and sent
+    CLOSING = "closing"  # the gateway let it go (dropped, expired, failed); its close runs
+    CLOSED = "closed"  # the socket is gone: the client left, a write failed, or our close ended
 
-    def __init__(self, ws: web.WebSocketResponse, app: str, user: str, exp: int, *, queue_size: int,
-                 on_full: Callable[[Conn], None]) -> None:
+
+@dataclass(slots=True)
+class Follow:
+    """One feed a connection follows.
+
+    ``held`` is a list while its subscription replays the log: live frames wait there
+    (with their cursors) until ``subscribed`` is sent. ``after`` is the cursor that
+    ``subscribed`` covered: a live frame not newer is a repeat of the replay."""
+
+    held: list[tuple[Cursor, bytes]] | None = None
+    after: Cursor | None = None
+
+
+class Conn:
+    __slots__ = ("ws", "request", "app", "user", "exp", "queue", "queue_size", "on_full", "writer", "feeds",
+                 "state", "timer", "room")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.BaseRequest, app: str, user: str, exp: int, *,
+                 queue_size: int, on_full: Callable[[Conn], None]) -> None:
         self.ws = ws
+        self.request = request  # its transport is aborted when a close does not end in time
         self.app = app
         self.user = user
         self.exp = exp
@@ -49,18 +74,18 @@ class Conn:
         self.queue_size = queue_size
         self.on_full = on_full
         self.writer: asyncio.Task[None] | None = None
-        # feed -> live frames held back while its subscription replays the log
-        self.buffers: dict[str, list[tuple[Cursor, bytes]]] = {}
-        # feed -> the cursor its ``subscribed`` frame covered: older live frames are repeats
-        self.after: dict[str, Cursor] | None = None
-        self.feeds: set[str] = set()
-        self.closed = False
+        self.feeds: dict[str, Follow] = {}
+        self.state = State.OPEN
         self.timer: asyncio.TimerHandle | None = None
         # Set while the reader waits for the queue to drain below half (wait_room).
         self.room: asyncio.Future[None] | None = None
 
+    @property
+    def open(self) -> bool:
+        return self.state is State.OPEN
+
     def push(self, data: bytes) -> None:
-        if self.closed:
+        if self.state is not State.OPEN:
             return
         if len(self.queue) >= self.queue_size:
             self.on_full(self)
@@ -70,33 +95,70 @@ class Conn:
             self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def push_live(self, feed: str, cursor: Cursor | None, data: bytes) -> None:
-        """A change from pub/sub: buffered during a replay, dropped if the replay covered it."""
-        if cursor is not None:
-            buf = self.buffers.get(feed)
-            if buf is not None:
-                buf.append((cursor, data))
+        """A change from pub/sub: held during a replay, dropped if the replay covered it."""
+        f = self.feeds.get(feed)
+        if cursor is not None and f is not None:
+            if f.held is not None:
+                f.held.append((cursor, data))
                 return
-            if self.after is not None:
-                after = self.after.get(feed)
-                if after is not None and cursor <= after:
-                    return
+            if f.after is not None and cursor <= f.after:
+                return
         self.push(data)
 
     def send(self, obj: Any) -> None:
         self.push(dumps(obj))
 
+    # -- following feeds -------------------------------------------------------------------
+
+    def start_replay(self, feed: str) -> bool:
+        """Follow ``feed``, holding its live frames from now on; whether it was followed before."""
+        f = self.feeds.get(feed)
+        if f is None:
+            self.feeds[feed] = Follow(held=[])
+            return False
+        f.held = []
+        return True
+
+    def abandon_replay(self, feed: str, *, was_following: bool) -> None:
+        """A replay failed: a feed followed before stays as it was, a new one is unfollowed."""
+        if was_following:
+            f = self.feeds.get(feed)
+            if f is not None:
+                f.held = None
+        else:
+            self.unfollow(feed)
+
+    def end_replay(self, feed: str, after: Cursor) -> list[bytes]:
+        """The replay covered ``after``: the frames held meanwhile that are newer, in order."""
+        f = self.feeds.get(feed)
+        if f is None:
+            return []
+        held, f.held, f.after = f.held or [], None, after
+        return [data for c, data in held if c > after]
+
     def unfollow(self, feed: str) -> None:
-        self.feeds.discard(feed)
-        self.buffers.pop(feed, None)
-        if self.after is not None:
-            self.after.pop(feed, None)
+        self.feeds.pop(feed, None)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def begin_close(self, *, discard_queue: bool = False) -> None:
+        """Stop sending (CLOSING); ``discard_queue``: drop what is queued and stop the writer."""
+        if self.state is State.OPEN:
+            self.state = State.CLOSING
+        if discard_queue:
+            self.queue.clear()
+            if self.writer is not None:
+                self.writer.cancel()
+        self.wake()
+
+    # -- back-pressure on the client's own frames ---------------------------------------
 
     def has_room(self) -> bool:
         return len(self.queue) < self.queue_size // 2
 
     async def wait_room(self) -> None:
-        """Until the queue is under half full (or the connection is closed)."""
-        while not self.closed and not self.has_room():
+        """Until the queue is under half full (or the connection is no longer open)."""
+        while self.state is State.OPEN and not self.has_room():
             self.room = asyncio.get_running_loop().create_future()
             try:
                 await self.room
@@ -104,16 +166,16 @@ class Conn:
                 self.room = None
 
     def wake(self) -> None:
-        if self.room is not None and not self.room.done() and (self.closed or self.has_room()):
+        if self.room is not None and not self.room.done() and (self.state is not State.OPEN or self.has_room()):
             self.room.set_result(None)
 
     async def _write(self) -> None:
         try:
-            while self.queue and not self.closed:
+            while self.queue and self.state is State.OPEN:
                 await self.ws.send_frame(self.queue.popleft(), WSMsgType.TEXT)
                 self.wake()
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            self.closed = True
+            self.state = State.CLOSED
         finally:
             self.writer = None
             self.wake()

@@ -97,7 +97,7 @@ class Dispatcher:
                         prev = asyncio.create_task(self._dispatch(batch, prev))
                 finally:
                     with contextlib.suppress(Exception):
-                        await ps.aclose()
+                        await ps.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -6,6 +6,7 @@
 - realtime/dispatch.py: one Redis pub/sub subscription per process, a map (app, feed) ->
   local connections, each change turned into one frame written to every socket of its feed;
 - realtime/inbound.py: client frames parsed within bounds (size, nesting);
+- realtime/replay.py: what a ``subscribe`` with ``since`` missed, from the change log;
 - here: the connection's life and its client frames (subscribe, unsubscribe, ping).
 
 Nothing a client sends ends as HTTP once the socket is upgraded: a dependency outage is an
@@ -24,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -36,11 +36,12 @@ from hub.errors import Forbidden, HubError, InvalidRequest
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import ChangeLog, parse_cursor
 from hub.storage.outage import DEPENDENCY_DOWN, as_unavailable
-from realtime.conn import CLOSE_EXPIRED, CLOSE_TOO_SLOW, Conn, dumps
+from realtime.conn import CLOSE_EXPIRED, CLOSE_TOO_SLOW, Conn, State
 from realtime.dispatch import Dispatcher, Key
 from realtime.frames import FeedView
 from realtime.handshake import authenticate, origin_allowed
 from realtime.inbound import parse_client_frame
+from realtime.replay import replay
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +53,21 @@ __all__ = ["CLOSE_EXPIRED", "CLOSE_TOO_SLOW", "Conn", "Gateway", "origin_allowed
 
 
 class Gateway:
-    def __init__(self, settings: Settings, get_hub: Callable[[web.Application], Hub], *, queue_size: int = 256,
-                 heartbeat: float = 30.0, replay_limit: int = 100) -> None:
+    """The gateway of one started app: built when its Hub exists (``realtime.setup``)."""
+
+    def __init__(self, settings: Settings, hub: Hub, *, queue_size: int = 256, heartbeat: float = 30.0,
+                 replay_limit: int = 100) -> None:
         self.settings = settings
-        self.get_hub = get_hub
+        self.hub = hub
         self.queue_size = queue_size
         self.heartbeat = heartbeat
         self.replay_limit = replay_limit
         self.keys = {a.id: a.key for a in settings.apps.values()}
         self.conns: set[Conn] = set()
         self.dropped = 0
-        self.hub: Hub
-        self.log: ChangeLog
-        self.view: FeedView
-        self.dispatcher: Dispatcher
+        self.log = ChangeLog(hub.redis, settings.redis.key_prefix)
+        self.view = FeedView(hub)
+        self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view)
 
     @property
     def subs(self) -> dict[Key, set[Conn]]:
@@ -77,51 +79,41 @@ class Gateway:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self, app: web.Application) -> None:
-        self.hub = self.get_hub(app)
-        self.log = ChangeLog(self.hub.redis, self.settings.redis.key_prefix)
-        self.view = FeedView(self.hub)
-        self.dispatcher = Dispatcher(self.settings.redis.url, self.log, self.view)
+    async def start(self) -> None:
         await self.dispatcher.start()
 
-    async def stop(self, app: web.Application) -> None:
+    async def stop(self) -> None:
         await self.dispatcher.stop()
         for c in list(self.conns):
             with contextlib.suppress(Exception):
                 await c.ws.close(code=1001, message=b"server shutting down")
 
-    async def entries(self, app: str, feed: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        return await self.view.entries(app, feed, ids)
-
-    async def counts(self, app: str, feed: str) -> dict[str, int]:
-        return await self.view.counts(app, feed)
-
     # -- connections -----------------------------------------------------------------------
 
     def drop(self, conn: Conn) -> None:
         """A client that does not read: forget it now, close it in the background."""
-        if conn.closed:
+        if not conn.open:
             return
         self.dropped += 1
         self._forget(conn)
-        conn.closed = True
-        conn.queue.clear()
-        conn.wake()
-        if conn.writer is not None:
-            conn.writer.cancel()
+        conn.begin_close(discard_queue=True)
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_TOO_SLOW, b"send queue full"))
 
-    async def _close(self, conn: Conn, code: int, message: bytes) -> None:
+    @staticmethod
+    async def _close(conn: Conn, code: int, message: bytes) -> None:
         try:
             await asyncio.wait_for(conn.ws.close(code=code, message=message), 2)
         except (asyncio.TimeoutError, Exception):
             pass
-        # Whatever happened, the socket goes.
-        req = conn.ws._req  # noqa: SLF001 - aiohttp offers no public abort
-        if req is not None and req.transport is not None:
-            req.transport.abort()
+        # Whatever happened, the socket goes (a client that never answers the close frame
+        # would hold it open; aiohttp's close waits for that answer).
+        transport = conn.request.transport
+        if transport is not None:
+            transport.abort()
+        conn.state = State.CLOSED
 
     def _forget(self, conn: Conn) -> None:
+        """No more frames for ``conn`` (idempotent)."""
         self.conns.discard(conn)
         for feed in list(conn.feeds):
             self.dispatcher.remove(conn, feed)
@@ -130,11 +122,10 @@ class Gateway:
             conn.timer.cancel()
 
     def _expire(self, conn: Conn) -> None:
-        if conn.closed:
+        if not conn.open:
             return
         self._forget(conn)
-        conn.closed = True
-        conn.wake()
+        conn.begin_close()
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_EXPIRED, b"token expired"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -143,12 +134,12 @@ class Gateway:
         if not ws.can_prepare(request).ok:
             raise InvalidRequest("a websocket upgrade is required")
         await ws.prepare(request)
-        conn = Conn(ws, app, user, exp, queue_size=self.queue_size, on_full=self.drop)
+        conn = Conn(ws, request, app, user, exp, queue_size=self.queue_size, on_full=self.drop)
         self.conns.add(conn)
         conn.timer = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), self._expire, conn)
         try:
             async for msg in ws:
-                if conn.closed:
+                if not conn.open:
                     break
                 if msg.type != WSMsgType.TEXT:
                     continue
@@ -163,15 +154,14 @@ class Gateway:
         except Exception:
             # Upgraded: an HTTP answer cannot follow, so the socket closes instead.
             log.exception("realtime: a connection of %s/%s failed", conn.app, conn.user)
-            if not conn.closed:
+            if conn.open:
                 self._forget(conn)
-                conn.closed = True
-                conn.wake()
+                conn.begin_close()
                 await self._close(conn, CLOSE_INTERNAL, b"internal error")
         finally:
-            if not conn.closed:
-                self._forget(conn)
-                conn.closed = True
+            # Also a connection whose writer failed (CLOSED, never forgotten until now).
+            self._forget(conn)
+            conn.state = State.CLOSED
         return ws
 
     async def _client_message(self, conn: Conn, raw: str) -> None:
@@ -205,63 +195,38 @@ class Gateway:
         conn.send(err)
 
     async def subscribe(self, conn: Conn, feed: object, since: object) -> None:
+        """Live first (held back), then the log (realtime/replay.py), then ``subscribed``
+        and the held frames newer than the replay: a change in between is sent once."""
         group_name, user = split_feed_id(feed)
         group = self.hub.group(group_name)
-        feed = f"{group_name}:{user}"
+        feed_id = f"{group_name}:{user}"
         if user != conn.user:
             raise Forbidden("a token subscribes only to its own user's feeds", field="feed")
-        since_t = None
+        since_cursor: str | None = None
         if since is not None:
-            since_t = parse_cursor(since) if isinstance(since, str) else None
-            if since_t is None:
+            if not isinstance(since, str) or parse_cursor(since) is None:
                 raise InvalidRequest("since must be a cursor this server sent", field="since")
-        # Live first (buffered), then the log: a change in between is in one or both.
-        following = feed in conn.feeds  # a subscribe again keeps the first one if this one fails
-        conn.buffers[feed] = []
-        conn.feeds.add(feed)
-        self.dispatcher.add(conn, feed)
+            since_cursor = since
+        # A subscribe again keeps the first one if this one fails.
+        was_following = conn.start_replay(feed_id)
+        self.dispatcher.add(conn, feed_id)
         try:
             await ensure_built(self.hub, conn.app, group, user)
-            newest = await self.log.set_online(conn.app, feed)
-            missed: list[dict[str, Any]] = []
-            deleted: list[bytes] = []
-            complete = True
-            cursor = newest
-            if since is not None:
-                rep = await self.log.replay(conn.app, feed, str(since), self.replay_limit)
-                complete = rep.complete
-                if rep.complete:
-                    cursor = rep.changes[-1].cursor if rep.changes else str(since)
-                    last_change: dict[str, str] = {}
-                    for ch in rep.changes:
-                        for i in ch.ids:
-                            last_change.pop(i, None)
-                            last_change[i] = ch.cursor
-                    current = await self.view.entries(conn.app, feed, list(last_change)) if last_change else {}
-                    for i, c in last_change.items():
-                        if i in current:
-                            missed.append(current[i])
-                        else:
-                            deleted.append(dumps({"op": "deleted", "feed": feed, "ids": [i], "cursor": c}))
-                else:
-                    cursor = rep.last
-            counts = await self.view.counts(conn.app, feed)
+            newest = await self.log.set_online(conn.app, feed_id)
+            missed = await replay(self.log, self.view, conn.app, feed_id, since_cursor, newest,
+                                  self.replay_limit)
+            counts = await self.view.counts(conn.app, feed_id)
         except BaseException:
-            conn.buffers.pop(feed, None)
-            if not following:  # failed (an outage): no live frames for a feed never subscribed
-                conn.unfollow(feed)
-                self.dispatcher.remove(conn, feed)
+            conn.abandon_replay(feed_id, was_following=was_following)
+            if not was_following:  # failed (an outage): no live frames for a feed never subscribed
+                self.dispatcher.remove(conn, feed_id)
             raise
-        if conn.closed:
+        if not conn.open:
             return
-        conn.send({"op": "subscribed", "feed": feed, "missed": missed, "complete": complete, **counts,
-                   "cursor": cursor or None})
-        for d in deleted:
-            conn.push(d)
-        after = (parse_cursor(cursor) if cursor else None) or (0, 0)
-        if conn.after is None:
-            conn.after = {}
-        conn.after[feed] = after
-        for c, data in conn.buffers.pop(feed, []):
-            if c > after:
-                conn.push(data)
+        conn.send({"op": "subscribed", "feed": feed_id, "missed": missed.entries, "complete": missed.complete,
+                   **counts, "cursor": missed.cursor or None})
+        for frame in missed.deleted:
+            conn.push(frame)
+        covered = (parse_cursor(missed.cursor) if missed.cursor else None) or (0, 0)
+        for frame in conn.end_replay(feed_id, covered):
+            conn.push(frame)

@@ -47,7 +47,7 @@ def origin_allowed(origin: str, allowed: Iterable[str]) -> bool:
     return got is not None and any(got == _origin_tuple(a) for a in allowed)
 
 
-def authenticate(request: web.Request, settings: Settings, keys: Mapping[str, str]) -> tuple[str, str, int]:
+def authenticate(request: web.Request, settings: Settings, keys: Mapping[str, bytes]) -> tuple[str, str, int]:
     """``(app, user, expiry)`` of a websocket request, or a HubError (answered over HTTP)."""
     claims = verify_token(request.query.get("token", ""), keys, now=int(time.time()))
     origin = request.headers.get("Origin")
