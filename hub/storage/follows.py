@@ -119,7 +119,8 @@ class FollowStore:
     async def followers(self, app: str, user: str) -> list[str]:
         """All followers, from the Redis cache, loading it from Cassandra on a miss."""
         k = self.keys(app)
-        members: set[str] = await self.redis.smembers(k.followers(user))
+        # redis-py types each command as "value | Awaitable"; the asyncio client always awaits.
+        members: set[str] = await self.redis.smembers(k.followers(user))  # type: ignore[misc]
         if SENTINEL in members:
             members.discard(SENTINEL)
             return list(members)
@@ -191,18 +192,18 @@ class FollowStore:
         await self.db.execute(
             "INSERT INTO {ks}.celebrities (app, user, followers) VALUES (%s, %s, %s)", (app, user, followers)
         )
-        await self.redis.sadd(self.keys(app).celebrities(), user)
+        await self.redis.sadd(self.keys(app).celebrities(), user)  # type: ignore[misc]  # redis-py: value | Awaitable
 
     async def celebrities(self, app: str) -> set[str]:
         """Recorded celebrities (sticky: once over the threshold, always pulled at read)."""
         key = self.keys(app).celebrities()
-        members: set[str] = await self.redis.smembers(key)
+        members: set[str] = await self.redis.smembers(key)  # type: ignore[misc]  # redis-py: value | Awaitable
         if SENTINEL in members:
             members.discard(SENTINEL)
             return members
         rows = await self.db.execute("SELECT user FROM {ks}.celebrities WHERE app = %s", (app,))
         loaded = {r.user for r in rows}
-        await self.redis.sadd(key, SENTINEL, *loaded)
+        await self.redis.sadd(key, SENTINEL, *loaded)  # type: ignore[misc]  # redis-py: value | Awaitable
         return loaded
 
     async def touch_active(self, app: str, user: str, now: float) -> None:
@@ -215,7 +216,8 @@ class FollowStore:
         if not users:
             return [], []
         scores = await self.redis.zmscore(self.keys(app).active(), list(users))
-        active, inactive = [], []
+        active: list[str] = []
+        inactive: list[str] = []
         for u, s in zip(users, scores):
             (active if s is not None and s >= active_since else inactive).append(u)
         return active, inactive
