@@ -275,6 +275,13 @@ async def missing_entries(client: AppClient, followers: list[str], expected: set
     return {f: ids for f, ids in missing.items() if ids}
 
 
+async def aggregated_short(client: AppClient, followers: list[str], count: int) -> dict[str, int | None]:
+    """Followers whose ``timeline_aggregated`` counts fewer (or more) than ``count``
+    activities over its groups, with what it counts (None: unreadable)."""
+    counts = {f: await client.group_counts("timeline_aggregated", f) for f in followers}
+    return {f: n for f, n in counts.items() if n != count}
+
+
 async def wait_complete(client: AppClient, followers: list[str], expected: set[str],
                         timeout: float) -> tuple[dict[str, set[str]], float]:
     """Poll until every follower's timeline holds every expected id: (what is missing at
@@ -285,6 +292,18 @@ async def wait_complete(client: AppClient, followers: list[str], expected: set[s
         await asyncio.sleep(2.0)
         missing = await missing_entries(client, followers, expected)
     return missing, time.monotonic() - start
+
+
+async def wait_aggregated(client: AppClient, followers: list[str], count: int,
+                          timeout: float) -> dict[str, int | None]:
+    """Poll until every follower's aggregated timeline counts ``count`` activities: the
+    followers whose count is still off at the end."""
+    deadline = time.monotonic() + timeout
+    short = await aggregated_short(client, followers, count)
+    while short and time.monotonic() < deadline:
+        await asyncio.sleep(2.0)
+        short = await aggregated_short(client, followers, count)
+    return short
 
 
 def with_redis(settings: Settings, port: int) -> Settings:

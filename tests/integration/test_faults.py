@@ -4,7 +4,8 @@ Each test runs a hub of its own (``hub serve`` and ``hub worker`` as processes, 
 tests/faulthub.py) against a Redis or a Cassandra of its own, kills that one and starts
 it again while an app keeps posting (retrying a 503 with the same ``webhook-id`` and
 ``foreign_id``) and readers keep reading. Contract section 6: every activity answered
-202 reaches every follower's cached timeline, and no process exits for an outage.
+202 reaches every follower's cached timelines (flat and aggregated), and no process exits
+for an outage.
 The shared services on 6379/9042 are never touched.
 """
 
@@ -34,6 +35,7 @@ from tests.faulthub import (
     free_port,
     post_stream,
     read_loop,
+    wait_aggregated,
     wait_complete,
     with_cassandra,
     with_redis,
@@ -75,7 +77,8 @@ async def under_fault(own: OwnHub, settings: Settings, kill: Callable[[], None],
             for a in authors:
                 status, answer = await client.call("PUT", "/follows", {"follower": f, "followee": a})
                 assert status == 204, answer
-            assert await client.feed_ids("timeline", f) == []  # now cached (and empty)
+            for group in ("timeline", "timeline_aggregated"):
+                assert await client.feed_ids(group, f) == []  # now cached (and empty)
 
         stop = asyncio.Event()
         stream = asyncio.create_task(post_stream(client, authors, RATE, stop, uid("fault"), time.monotonic() + 110))
@@ -108,6 +111,10 @@ async def under_fault(own: OwnHub, settings: Settings, kill: Callable[[], None],
             pytest.fail(f"{len(lost)} of {len(expected)} accepted activities missing from "
                         f"{len(missing)} of {FOLLOWERS} timelines ({len(lost & retried)} of them accepted on a retry "
                         f"after a 503): {sorted(lost)[:5]}...; logs in {keep}")
+        # The aggregated timelines too: all posts share one group ({verb}:{day}), which
+        # counts every activity exactly.
+        short = await wait_aggregated(client, followers, len(expected), timeout=30)
+        assert not short, f"timeline_aggregated counts {short}, not {len(expected)}"
         for command in ("worker", "serve"):
             assert own.running(command), own.log(command)[-3000:]
         # One line when the outage starts (and one when it ends), not one per attempt.
