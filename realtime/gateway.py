@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 
 from hub.config import Settings
 from hub.core import Hub
-from hub.domain.activity import split_feed_id
+from hub.domain.fields import split_feed_id
 from hub.errors import Forbidden, HubError, InvalidRequest
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import ChangeLog, parse_cursor

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from hub.config import AppSettings, FeedGroup
-from hub.domain.activity import decode_json, validate_id, validate_user_id
+from hub.domain.activity import decode_json
+from hub.domain.fields import validate_id, validate_user_id
 from hub.domain.tokens import TokenClaims
 from hub.errors import BadToken, Forbidden, InvalidRequest
 from hub.ops import reads
