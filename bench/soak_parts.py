@@ -87,7 +87,10 @@ def _client_proc(idx: int, url: str, users: list[str], tokens: list[str], q: Any
     import uvloop
 
     uvloop.install()
-    asyncio.run(_client_main(idx, url, users, tokens, q, stop))
+    try:
+        asyncio.run(_client_main(idx, url, users, tokens, q, stop))
+    except Exception as e:  # told to the parent, which would otherwise wait for "ready"
+        q.put(("failed", idx, [], {"error": repr(e)}))
 
 
 async def _client_main(idx: int, url: str, users: list[str], tokens: list[str], q: Any, stop: Any) -> None:
@@ -162,12 +165,18 @@ class Sockets:
     async def start(self) -> int:
         for p in self.procs:
             p.start()
-        n = 0
-        for _ in self.procs:
-            kind, _, _, stats = await asyncio.to_thread(self.q.get, True, 300)
+        n, ready, deadline = 0, 0, time.monotonic() + 300
+        while ready < len(self.procs):
+            try:
+                kind, _, _, stats = await asyncio.to_thread(self.q.get, True, 1.0)
+            except queue.Empty:
+                dead = [p.exitcode for p in self.procs if p.exitcode is not None]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(f"socket client processes not ready (exit codes {dead})") from None
+                continue
             if kind != "ready":
-                raise RuntimeError(f"a socket client process failed to start: {kind}")
-            n += stats["sockets"]
+                raise RuntimeError(f"a socket client process failed to start: {stats}")
+            ready, n = ready + 1, n + stats["sockets"]
         return n
 
     def pids(self) -> list[int]:
