@@ -163,8 +163,10 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
             record = _record(resp)
             scripts.keep(replay_key, record, REPLAY_TTL)
             # Durable before it is sent, so that a repeat after a Redis flush finds it:
-            # written with the work where the view did that (pending_answer), else now.
-            if pending is None or pending.written != record:
+            # written with the work where the view did that (pending_answer), else now;
+            # not at all for a post whose every activity has a foreign id (a repeat run
+            # again answers the same ids).
+            if pending is None or not (pending.idempotent or pending.written == record):
                 try:
                     await answers.keep(app.id, webhook_id, record)
                 except Exception as e:  # the work is done: answer it (Redis keeps it, as before)

@@ -109,8 +109,12 @@ class Intake:
         """Commit prepared activities whose claims found ``found`` (raw Redis replies, in
         order), together with whatever other requests of the app are waiting.
         ``answer``: the request's answer, written (rendered from what this returns) in
-        the group's Cassandra round."""
+        the group's Cassandra round, unless every activity has a foreign id (then it is
+        marked ``idempotent``: a repeat run again answers the same ids)."""
         claims = dict(zip(incoming.claimants, map(parse_claim, found)))
+        if answer is not None and all(a.foreign_id is not None for a in incoming.activities):
+            # A repeat run again finds every foreign id and answers the same: no record.
+            answer.idempotent, answer = True, None
         items = [_Item(a, a.id in claims, claims.get(a.id), answer) for a in incoming.activities]
         return _answer(await self.groups.submit(incoming.app, items))
 

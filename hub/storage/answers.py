@@ -89,6 +89,9 @@ class PendingAnswer:
     webhook_id: str
     render: Callable[[Any], str]
     written: str | None = None
+    # Its work is idempotent by itself: every activity has a foreign_id, so a repeat run
+    # again answers the same ids, byte for byte (hub/storage/foreignids.py). No record.
+    idempotent: bool = False
 
     async def write(self, result: Any) -> None:
         """Never raises: a failed write leaves ``written`` as it was (the caller writes)."""
