@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub.config import Settings
+from hub.config import FeedGroup, Settings
 from hub.core import Hub
 from hub.domain.fields import split_feed_id
 from hub.errors import Forbidden, HubError, InvalidRequest
@@ -138,19 +138,7 @@ class Gateway:
         self.conns.add(conn)
         conn.timer = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), self._expire, conn)
         try:
-            async for msg in ws:
-                if not conn.open:
-                    break
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                await self._client_message(conn, msg.data)
-                if not conn.has_room():
-                    # Our answers wait for the client to read them before its next frame
-                    # is read (conn.py); one that reads nothing for this long is dropped.
-                    try:
-                        await asyncio.wait_for(conn.wait_room(), self.heartbeat or 30.0)
-                    except asyncio.TimeoutError:
-                        self.drop(conn)
+            await self._read(conn)
         except Exception:
             # Upgraded: an HTTP answer cannot follow, so the socket closes instead.
             log.exception("realtime: a connection of %s/%s failed", conn.app, conn.user)
@@ -163,6 +151,22 @@ class Gateway:
             self._forget(conn)
             conn.state = State.CLOSED
         return ws
+
+    async def _read(self, conn: Conn) -> None:
+        """The client's frames, one at a time, until it leaves or the connection closes."""
+        async for msg in conn.ws:
+            if not conn.open:
+                break
+            if msg.type != WSMsgType.TEXT:
+                continue
+            await self._client_message(conn, msg.data)
+            if not conn.has_room():
+                # Our answers wait for the client to read them before its next frame
+                # is read (conn.py); one that reads nothing for this long is dropped.
+                try:
+                    await asyncio.wait_for(conn.wait_room(), self.heartbeat or 30.0)
+                except asyncio.TimeoutError:
+                    self.drop(conn)
 
     async def _client_message(self, conn: Conn, raw: str) -> None:
         m: Any = None
@@ -194,27 +198,30 @@ class Gateway:
             err["feed"] = m["feed"]
         conn.send(err)
 
+    def _target(self, conn: Conn, feed: object, since: object) -> tuple[FeedGroup, str, str | None]:
+        """``(group, user, since)`` of a subscribe frame, or an InvalidRequest / Forbidden."""
+        group_name, user = split_feed_id(feed)
+        group = self.hub.group(group_name)
+        if user != conn.user:
+            raise Forbidden("a token subscribes only to its own user's feeds", field="feed")
+        if since is None:
+            return group, user, None
+        if not isinstance(since, str) or parse_cursor(since) is None:
+            raise InvalidRequest("since must be a cursor this server sent", field="since")
+        return group, user, since
+
     async def subscribe(self, conn: Conn, feed: object, since: object) -> None:
         """Live first (held back), then the log (realtime/replay.py), then ``subscribed``
         and the held frames newer than the replay: a change in between is sent once."""
-        group_name, user = split_feed_id(feed)
-        group = self.hub.group(group_name)
-        feed_id = f"{group_name}:{user}"
-        if user != conn.user:
-            raise Forbidden("a token subscribes only to its own user's feeds", field="feed")
-        since_cursor: str | None = None
-        if since is not None:
-            if not isinstance(since, str) or parse_cursor(since) is None:
-                raise InvalidRequest("since must be a cursor this server sent", field="since")
-            since_cursor = since
+        group, user, since_cursor = self._target(conn, feed, since)
+        feed_id = group.feed_of(user)
         # A subscribe again keeps the first one if this one fails.
         was_following = conn.start_replay(feed_id)
         self.dispatcher.add(conn, feed_id)
         try:
             await ensure_built(self.hub, conn.app, group, user)
             newest = await self.log.set_online(conn.app, feed_id)
-            missed = await replay(self.log, self.view, conn.app, feed_id, since_cursor, newest,
-                                  self.replay_limit)
+            missed = await replay(self.log, self.view, conn.app, feed_id, since_cursor, newest, self.replay_limit)
             counts = await self.view.counts(conn.app, feed_id)
         except BaseException:
             conn.abandon_replay(feed_id, was_following=was_following)
