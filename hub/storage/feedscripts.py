@@ -1,4 +1,5 @@
-"""The Lua scripts behind :mod:`hub.storage.feedcache` (layout and guarantees there).
+"""The Lua scripts behind :mod:`hub.storage.feedcache` (layout and guarantees there) and
+:mod:`hub.storage.marks`.
 
 Each runs atomically inside Redis: fan-out writes 100 feeds per call, and a hot read is
 one call.
@@ -18,44 +19,15 @@ def lua(name: str) -> str:
     return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
 
 
-# Change log + publish (hub/storage/changes.py): the scripts take optional trailing ARGV
-# now, app, base (Keys.base), channel; without them (rebuilds) nothing is published.
-FLAT_ADD = NOTIFY_LUA + """
-local n = 0
-local keep = -(tonumber(ARGV[2]) + 1)
-local now, app, base, chan = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-for i, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 1 then
-    local added = redis.call('ZADD', k, 0, ARGV[1])
-    n = n + added
-    redis.call('ZREMRANGEBYRANK', k, 1, keep)
-    if added == 1 and now then notify(base, chan, app, now, string.sub(k, #base + 4), 'entry', ARGV[1]) end
-  end
-end
-return n
-"""
-
-FLAT_REMOVE = NOTIFY_LUA + """
-local n = 0
-local now, app, base, chan = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-for i, k in ipairs(KEYS) do
-  local removed = redis.call('ZREM', k, ARGV[1])
-  n = n + removed
-  if removed == 1 and now then notify(base, chan, app, now, string.sub(k, #base + 4), 'deleted', ARGV[1]) end
-end
-return n
-"""
-
-# The aggregated-feed scripts live in lua/ (each file names its KEYS and ARGV), with the
-# functions they share in lua/groups.lua; the layout is described in feedcache.py.
+# Each script is a file in lua/ that names its KEYS and ARGV; the shared pieces (notify:
+# hub/storage/changes.py; count.lua; groups.lua, with the layout described in
+# feedcache.py) are put before it here, and only here.
+FLAT_ADD = NOTIFY_LUA + lua("flat_add")
+FLAT_REMOVE = NOTIFY_LUA + lua("flat_remove")
 AGG_ADD = NOTIFY_LUA + lua("groups") + lua("agg_add")
 AGG_REMOVE = NOTIFY_LUA + lua("groups") + lua("agg_remove")
 READ = lua("count") + lua("groups") + lua("read")
 GROUP_SUMMARIES = lua("groups") + lua("group_summaries")
-
-# KEYS: rendered page. ARGV: the token the read script reserved it with, the page, ttl.
-STORE_PAGE = """
-if redis.call('GET', KEYS[1]) ~= '?' .. ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-return 1
-"""
+STORE_PAGE = lua("store_page")
+COUNT = lua("count") + lua("count_main")  # hub/storage/marks.py
+MARKS_GONE = lua("marks_gone")

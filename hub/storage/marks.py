@@ -28,23 +28,18 @@ from redis.asyncio import Redis
 
 from hub.config import FeedGroup
 from hub.storage.cassandra import Cassandra
-from hub.storage.feedscripts import lua
+from hub.storage.feedscripts import COUNT, MARKS_GONE
 from hub.storage.redis import Keys
 
 KINDS = ("seen", "read")
-
-# The count function lives once, in lua/count.lua (the read script uses it too).
-_COUNT = lua("count") + lua("count_main")
-_GONE = lua("marks_gone")
-
 
 class MarkStore:
     def __init__(self, db: Cassandra, redis: Redis, prefix: str) -> None:
         self.db = db
         self.redis = redis
         self.prefix = prefix
-        self._count = redis.register_script(_COUNT)
-        self._gone = redis.register_script(_GONE)
+        self._count = redis.register_script(COUNT)
+        self._gone = redis.register_script(MARKS_GONE)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)
