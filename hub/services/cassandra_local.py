@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java, write_add_opens
 from hub.services.process import (
@@ -133,8 +135,9 @@ def release_version(host: str, port: int, timeout: float = 5.0) -> str | None:
         driver_log.setLevel(level)
 
 
-def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
-    """The tarball's cassandra.json with our changes, as ``<instance>/cassandra.yaml`` (JSON is YAML)."""
+def write_config(tree: Path, idir: Path, host: str, port: int, overrides: Mapping[str, Any] | None = None) -> Path:
+    """The tarball's cassandra.json with our changes (then ``overrides``, for a cluster's
+    node), as ``<instance>/cassandra.yaml`` (JSON is YAML)."""
     config = json.loads((tree.parent / "cassandra.json").read_text())
     ip = bind_address(host)
     storage, ssl_storage = storage_ports(port)
@@ -162,6 +165,7 @@ def write_config(tree: Path, idir: Path, host: str, port: int) -> Path:
         # Tests drop and truncate often; a snapshot each time would only fill the disk.
         "auto_snapshot": False,
     })
+    config.update(overrides or {})
     # 2.1 refuses to start with a periodic setting next to batch sync.
     config.pop("commitlog_sync_period_in_ms", None)
     for sub in ("data", "commitlog", "saved_caches"):
@@ -195,15 +199,19 @@ def java_argv(java: str, tree: Path, idir: Path, heap_mb: int) -> list[str]:
 
 def start_cassandra(
     host: str, port: int, state_dir: Path, cache_dir: Path, heap_mb: int = 512, progress: Progress = print,
+    idir: Path | None = None, overrides: Mapping[str, Any] | None = None,
 ) -> ManagedService | None:
-    """Start Cassandra 2.1 on host:port unless a CQL server already answers there (then None)."""
+    """Start Cassandra 2.1 on host:port unless a CQL server already answers there (then None).
+
+    ``idir`` and ``overrides`` are for a node of a local cluster (its own directory, its
+    seeds and cluster settings); by default the instance lives in ``cassandra-<port>``."""
     address = f"{host}:{port}"
     if cql_answers(host, port):
         progress(f"Cassandra already answers at {address}")
         return None
     if not is_local_host(host):
         raise ServiceError(f"Cassandra at {address} does not answer, and the hub only starts servers on this machine (127.0.0.1)")
-    idir = instance_dir(state_dir, port).resolve()
+    idir = (idir or instance_dir(state_dir, port)).resolve()
     pid_file, log_path = idir / "cassandra.pid", idir / "cassandra.log"
 
     def ready() -> bool:
@@ -223,7 +231,7 @@ def start_cassandra(
     java = ensure_java(progress)
     tree = ensure_cassandra_tree(cache_dir, progress)
     idir.mkdir(parents=True, exist_ok=True)
-    write_config(tree, idir, host, port)
+    write_config(tree, idir, host, port, overrides)
     argv = java_argv(java, tree, idir, heap_mb)
     progress(f"starting Cassandra 2.1 on {address} (log: {log_path})")
     proc = spawn_detached(argv, log_path, idir, pid_file, timer_slack_ns=timer_slack_ns())
@@ -233,7 +241,7 @@ def start_cassandra(
     except BaseException:
         discard(proc, pid_file)
         raise
-    progress(f"Cassandra answers after {took:.1f} s")
+    progress(f"Cassandra on {address} answers after {took:.1f} s")
     if not commit_log_keeps_default_slack(proc.pid):
         progress("note: the commit-log writer runs with the 1 ms timer slack too (resetting it needs CAP_SYS_NICE)")
     return ManagedService(NAME, proc.pid, address, log_path, pid_file, MARKER, STOP_GRACE, proc)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from hub.config import Settings
+from hub.services.cassandra_cluster import cluster_status, is_cluster, start_cluster, stop_cluster
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java
 from hub.services.cassandra_local import cassandra_instance, cassandra_status, cql_answers, start_cassandra
 from hub.services.process import ManagedService, Progress, ServiceError, ServiceStatus, is_local_host
@@ -15,35 +18,41 @@ KINDS = ("redis", "cassandra")
 
 
 def start(settings: Settings, progress: Progress = print) -> list[ManagedService]:
-    """Start whichever of Redis and Cassandra does not answer yet; return those started."""
+    """Start whichever of Redis and Cassandra does not answer yet; return those started.
+
+    Several Cassandra hosts are a local cluster: every node that does not answer is
+    started (hub/services/cassandra_cluster.py), so this also restarts one killed node."""
     r, c, sv = settings.redis, settings.cassandra, settings.services
     chost = c.hosts[0]
     # Install first, one at a time: two apt-get runs would fight over the dpkg lock.
     if is_local_host(r.host) and not redis_answers(r.host, r.port):
         ensure_redis_server(progress)
-    if is_local_host(chost) and not cql_answers(chost, c.port):
+    if any(is_local_host(h) and not cql_answers(h, c.port) for h in c.hosts):
         ensure_java(progress)
         ensure_cassandra_tree(sv.cache_dir, progress)
     # Then start both at once: Redis is up long before Cassandra, which takes seconds.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-services") as pool:
         futures = [
-            pool.submit(start_redis, r.host, r.port, sv.state_dir, progress),
-            pool.submit(start_cassandra, chost, c.port, sv.state_dir, sv.cache_dir, sv.cassandra_heap_mb, progress),
+            pool.submit(_listed, start_redis, r.host, r.port, sv.state_dir, progress),
+            pool.submit(start_cluster, c, sv, progress) if is_cluster(c) else pool.submit(
+                _listed, start_cassandra, chost, c.port, sv.state_dir, sv.cache_dir, sv.cassandra_heap_mb, progress),
         ]
         started: list[ManagedService] = []
         errors: list[str] = []
         for future in futures:
             try:
-                service = future.result()
+                started.extend(future.result())
             except ServiceError as e:
                 errors.append(str(e))
-                continue
-            if service is not None:
-                started.append(service)
     if errors:
         # What did start keeps running; `hub services stop` stops it.
         raise ServiceError("; ".join(errors))
     return started
+
+
+def _listed(start_one: Callable[..., ManagedService | None], *args: Any) -> list[ManagedService]:
+    service = start_one(*args)
+    return [] if service is None else [service]
 
 
 def stop_instance(kind: str, port: int, state_dir: Path, progress: Progress = print) -> bool:
@@ -68,6 +77,10 @@ def stop(settings: Settings, progress: Progress = print) -> list[str]:
         ("cassandra", settings.cassandra.hosts[0], settings.cassandra.port, cql_answers),
         ("redis", settings.redis.host, settings.redis.port, redis_answers),
     ]
+    if is_cluster(settings.cassandra):
+        if stop_cluster(settings.cassandra, settings.services.state_dir, progress):
+            stopped.append("cassandra")
+        targets = targets[1:]
     for kind, host, port, answers in targets:
         if is_local_host(host) and stop_instance(kind, port, settings.services.state_dir, progress):
             stopped.append(kind)
@@ -79,8 +92,6 @@ def stop(settings: Settings, progress: Progress = print) -> list[str]:
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    sd = settings.services.state_dir
-    return [
-        redis_status(settings.redis.host, settings.redis.port, sd),
-        cassandra_status(settings.cassandra.hosts[0], settings.cassandra.port, sd),
-    ]
+    sd, c = settings.services.state_dir, settings.cassandra
+    cassandra = cluster_status(c, sd) if is_cluster(c) else [cassandra_status(c.hosts[0], c.port, sd)]
+    return [redis_status(settings.redis.host, settings.redis.port, sd), *cassandra]
