@@ -33,7 +33,7 @@ import aiohttp
 
 from bench.ceilings import pubsub_ceiling, redis_zadd_ceiling
 from bench.common import Environment, Progress, environment, info, signed_headers
-from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, failed_jobs, process_pids, set_up
+from bench.soak_parts import GROUPS, MARKER, Layout, ProcessMeter, Sockets, log_counts, process_pids, set_up
 from bench.soak_report import AUTHORS, FOLLOWS, USERS, VERBS, Ceiling, Interval, SoakOptions, SoakResult
 from bench.soak_samples import Samples
 from hub.config import Settings
@@ -48,6 +48,7 @@ GRACE = 5.0  # seconds a sample has before its line is printed; also the lag tar
 # counted, so that an overloaded server is not also buried under this process's backlog
 # (and this process's loop, which times the lags, stays responsive).
 CAP_SECONDS = 5.0
+FINAL_WAIT = 60.0
 
 
 async def paced(rate: float, end: float, fire: Any, skipped: list[int]) -> None:
@@ -222,8 +223,9 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
                 boundary, depth_max = boundary + opts.interval, 0
         bar.close()
         await load
-        info("load stopped: waiting up to 15 s for the samples to reach every feed and socket")
-        for _ in range(15):
+        # Past the sweep (every 30 s, for markers 20 s old), so that "missing" means lost.
+        info(f"load stopped: waiting up to {FINAL_WAIT:.0f} s for the samples to reach every feed and socket")
+        for _ in range(int(FINAL_WAIT)):
             samples.absorb(sockets.drain())
             if len(samples.lags) == len(samples.push) == len(samples.sent):
                 break
@@ -241,6 +243,6 @@ async def _soak(env: Environment, opts: SoakOptions, layout: Layout, sockets: So
     counts |= {"post_skipped": skipped["post"][0], "read_skipped": skipped["read"][0], "sockets": n_sockets,
                "frames": sockets.total("frames"), "closed": sockets.total("closed"), "samples": len(samples.sent),
                "resolved": len(samples.lags), "pushed": len(samples.push), "missing": samples.missing(),
-               "failed_jobs": failed_jobs(env),
+               "logged": log_counts(env),
                "post_errors": errors["post"], "read_errors": errors["read"]}
     return SoakResult(opts, seconds, intervals, raw, counts, ceilings, biggest)

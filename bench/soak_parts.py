@@ -257,15 +257,19 @@ def process_pids(env: Environment, redis_pid: int | None, clients: list[int]) ->
     return pids
 
 
-def failed_jobs(env: Environment) -> dict[str, int]:
-    """Jobs the workers logged as failed (arq: "! <job> failed, <Error>: ..."), by error
-    class: a timed-out fan-out job fails and waits for the sweep (20 s and more)."""
+def log_counts(env: Environment) -> dict[str, int]:
+    """What the processes logged that delays fan-out: jobs failed in the workers (arq:
+    "! <job> failed, <Error>: ...", by error; a failed fan-out job waits for the sweep, 20 s
+    and more), and activities intake stored but left to the sweep (server log)."""
     out: dict[str, int] = {}
     for name, _ in env.procs:
         path = env.tmp / f"{name}.log"
-        if name.startswith("worker") and path.exists():
-            for line in path.read_text(errors="replace").splitlines():
-                m = re.search(r" failed, (\w+)", line)
-                if m:
-                    out[m.group(1)] = out.get(m.group(1), 0) + 1
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            m = re.search(r" failed, (\w+)", line) if name.startswith("worker") else None
+            key = f"job failed ({m.group(1)})" if m else "left to the sweep by intake" if (
+                "the sweep will fan them out" in line or "left to the sweep" in line) else None
+            if key:
+                out[key] = out.get(key, 0) + 1
     return out

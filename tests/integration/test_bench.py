@@ -101,6 +101,8 @@ def test_bench_soak_short(running_services: list[ManagedService]) -> None:
             assert number(rf" {proc} [\d.]+/([\d.]+)", line) > 0  # RSS in MiB
     assert number(r"posted (\d+)", out) > 0
     assert number(r"fan-out samples: (\d+)", out) > 0
+    assert number(r"in every follower feed: (\d+)", out) >= 0
+    assert re.search(r"^logged: ", out, re.M), out
     assert number(r"largest group in a follower's timeline_aggregated at the end: (\d+)", out) > 0
     assert number(r"ceiling before: GET /healthz .*? p99 ([\d.]+) ms", out) > 0
     assert number(r"ceiling after: .*?pipelined ZADD ([\d,]+)/s", out) > 0
