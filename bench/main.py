@@ -12,8 +12,11 @@ from hub.errors import HubError
 
 
 def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config: str | None = None,
-              soak: dict[str, Any] | None = None) -> int:
+              soak: dict[str, Any] | None = None, cluster: str | None = None) -> int:
     """Run one scenario against its own keyspace and key prefix; print its figures.
+
+    ``cluster``: another configuration file (config.cluster.toml): intake and fanout then
+    run again on it, and the two runs' figures are printed side by side.
 
     ``soak``: the soak scenario's options (bench/soak.py's SoakOptions fields); None for
     its defaults."""
@@ -21,34 +24,51 @@ def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config:
 
     run_id = secrets.token_hex(4)
     s = bench_settings(settings, run_id, worker_processes=worker_count())
-    result: Any
+    if scenario not in SCENARIOS:
+        print(f"hub: unknown benchmark {scenario!r}", file=sys.stderr)
+        return 2
+    if cluster is not None and scenario not in ("intake", "fanout"):
+        print(f"hub bench {scenario}: --cluster is for intake and fanout", file=sys.stderr)
+        return 2
     try:
-        if scenario == "fanout":
-            from bench.fanout import run_fanout
+        result = _run_one(s, scenario, quick, soak)
+        print(result.report(), flush=True)
+        if cluster is not None:
+            from bench.cluster import compare
+            from hub.config import load_settings
 
-            result = run(run_fanout(s, quick=quick))
-        elif scenario == "intake":
-            from bench.intake import latency_runs, run_intake, run_latency
-
-            n = latency_runs()
-            result = run(run_latency(s, n)) if n > 0 else run(run_intake(s, quick=quick))
-        elif scenario == "read":
-            from bench.read import run_read
-
-            result = run(run_read(s, quick=quick))
-        elif scenario == "soak":
-            from bench.soak import SoakOptions, run_soak
-
-            result = run(run_soak(s, SoakOptions(**{k: v for k, v in (soak or {}).items() if v is not None})))
-        elif scenario == "push":
-            from bench.push import run_push
-
-            result = run(run_push(s, quick=quick))
-        else:
-            print(f"hub: unknown benchmark {scenario!r}", file=sys.stderr)
-            return 2
+            cs = bench_settings(load_settings(cluster), run_id + "c", worker_processes=worker_count())
+            on_cluster = _run_one(cs, scenario, quick, soak)
+            print(f"\n--- the same run on {cluster} ---", flush=True)
+            print(on_cluster.report(), flush=True)
+            print(compare(scenario, result, on_cluster, cs), flush=True)
     except (RuntimeError, HubError, OSError) as e:
         print(f"hub bench {scenario}: {e}", file=sys.stderr)
         return 1
-    print(result.report(), flush=True)
     return 0
+
+
+SCENARIOS = ("fanout", "intake", "read", "soak", "push")
+
+
+def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | None) -> Any:
+    if scenario == "fanout":
+        from bench.fanout import run_fanout
+
+        return run(run_fanout(s, quick=quick))
+    if scenario == "intake":
+        from bench.intake import latency_runs, run_intake, run_latency
+
+        n = latency_runs()
+        return run(run_latency(s, n)) if n > 0 else run(run_intake(s, quick=quick))
+    if scenario == "read":
+        from bench.read import run_read
+
+        return run(run_read(s, quick=quick))
+    if scenario == "soak":
+        from bench.soak import SoakOptions, run_soak
+
+        return run(run_soak(s, SoakOptions(**{k: v for k, v in (soak or {}).items() if v is not None})))
+    from bench.push import run_push
+
+    return run(run_push(s, quick=quick))

@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     bench.add_argument("scenario", choices=["fanout", "intake", "read", "push", "soak"])
     bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
+    bench.add_argument("--cluster", metavar="CONFIG", help="intake, fanout: run again on this configuration "
+                       "(config.cluster.toml) and print both runs' figures side by side")
     soak = bench.add_argument_group("soak", "the soak scenario's load (defaults: 10 minutes, lines every 30 s, "
                                     "100 posts/s, 200 reads/s, 200 sockets)")
     soak.add_argument("--minutes", type=float)
@@ -176,7 +178,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.main import run_bench
 
     soak = {k: getattr(args, k) for k in ("minutes", "interval", "posts", "reads", "sockets")}
-    return run_bench(settings, args.scenario, quick=args.quick, config=args.config, soak=soak)
+    return run_bench(settings, args.scenario, quick=args.quick, config=args.config, soak=soak, cluster=args.cluster)
 
 
 if __name__ == "__main__":
