@@ -18,6 +18,7 @@ from hub.config.loader import (
     parse_settings,
 )
 from hub.config.settings import (
+    CONSISTENCY_LEVELS,
     DEFAULT_FEEDS,
     AppSettings,
     CassandraSettings,
@@ -28,9 +29,11 @@ from hub.config.settings import (
     ServicesSettings,
     Settings,
     WorkerSettings,
+    prefix_for,
 )
 
 __all__ = [
+    "CONSISTENCY_LEVELS",
     "DEFAULT_FEEDS",
     "FEED_KINDS",
     "TEMPLATE_FIELDS",
@@ -46,4 +49,5 @@ __all__ = [
     "config_path",
     "load_settings",
     "parse_settings",
+    "prefix_for",
 ]

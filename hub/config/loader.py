@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from hub.config.reader import Reader
 from hub.config.settings import (
+    CONSISTENCY_LEVELS,
     DEFAULT_FEEDS,
     AppSettings,
     CassandraSettings,
@@ -29,6 +30,7 @@ from hub.config.settings import (
     ServicesSettings,
     Settings,
     WorkerSettings,
+    prefix_for,
 )
 from hub.domain.ranking import RANKINGS
 from hub.errors import ConfigError
@@ -37,6 +39,8 @@ FEED_KINDS = ("flat", "aggregated", "notification")
 TEMPLATE_FIELDS = ("verb", "actor", "object", "target", "day", "hour")
 _APP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _GROUP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Spliced into CREATE KEYSPACE as a string literal: nothing that could end it.
+_DC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -68,29 +72,11 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
         host=r.text("server.host", "127.0.0.1"),
         port=r.port("server.port", 8080, env_value=env.get("HUB_PORT"), env_name="HUB_PORT"),
     )
+    cassandra = _cassandra(r, env)
     redis_url = env.get("HUB_REDIS_URL") or r.text("redis.url", RedisSettings.url)
     if urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("redis.url", f"{redis_url!r} is not a redis:// URL")
-    redis = RedisSettings(url=redis_url, key_prefix=r.ident("redis.key_prefix", "hub"))
-
-    hosts_env = env.get("HUB_CASSANDRA_HOSTS")
-    hosts = tuple(h.strip() for h in hosts_env.split(",") if h.strip()) if hosts_env else r.str_list("cassandra.hosts", ["127.0.0.1"])
-    if not hosts:
-        raise ConfigError("cassandra.hosts", "needs at least one host")
-    keyspace = env.get("HUB_CASSANDRA_KEYSPACE") or r.text("cassandra.keyspace", "hub")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", keyspace):
-        raise ConfigError("cassandra.keyspace", f"{keyspace!r} is not a valid keyspace name (letters, digits, _)")
-    pv = r.raw("cassandra.protocol_version", 3)
-    if pv is not None and pv not in (3, 4, 5):
-        raise ConfigError("cassandra.protocol_version", "must be 3, 4 or 5")
-    cassandra = CassandraSettings(
-        hosts=hosts,
-        port=r.port("cassandra.port", 9042),
-        keyspace=keyspace,
-        replication_factor=r.integer("cassandra.replication_factor", 1, lo=1, hi=15),
-        protocol_version=pv,
-        request_timeout=r.num("cassandra.request_timeout", 5.0, lo=0.1),
-    )
+    redis = RedisSettings(url=redis_url, key_prefix=r.ident("redis.key_prefix", prefix_for(cassandra.keyspace)))
     fanout = FanoutSettings(
         chunk_size=r.integer("fanout.chunk_size", 100, lo=1, hi=10_000),
         celebrity_threshold=r.integer("fanout.celebrity_threshold", 10_000, lo=1),
@@ -115,6 +101,54 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
         server=server, redis=redis, cassandra=cassandra, fanout=fanout, worker=worker,
         services=services, apps=_apps(r, env), feeds=_feeds(r),
     )
+
+
+def _cassandra(r: Reader, env: Mapping[str, str]) -> CassandraSettings:
+    hosts_env = env.get("HUB_CASSANDRA_HOSTS")
+    hosts = tuple(h.strip() for h in hosts_env.split(",") if h.strip()) if hosts_env else r.str_list("cassandra.hosts", ["127.0.0.1"])
+    if not hosts:
+        raise ConfigError("cassandra.hosts", "needs at least one host")
+    keyspace = env.get("HUB_CASSANDRA_KEYSPACE") or r.text("cassandra.keyspace", "hub")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,47}", keyspace):
+        raise ConfigError("cassandra.keyspace", f"{keyspace!r} is not a valid keyspace name (letters, digits, _)")
+    consistency = r.raw("cassandra.consistency", None)
+    if consistency is not None and consistency not in CONSISTENCY_LEVELS:
+        raise ConfigError("cassandra.consistency", f"{consistency!r} is not one of {', '.join(CONSISTENCY_LEVELS)}")
+    replication = _replication(r)
+    local_dc = r.raw("cassandra.local_dc", None)
+    if local_dc is not None:
+        local_dc = r.ident("cassandra.local_dc", "")
+        if replication and local_dc not in dict(replication):
+            raise ConfigError("cassandra.local_dc", f"{local_dc!r} is not a datacenter of cassandra.replication")
+    pv = r.raw("cassandra.protocol_version", 3)
+    if pv is not None and pv not in (3, 4, 5):
+        raise ConfigError("cassandra.protocol_version", "must be 3, 4 or 5")
+    return CassandraSettings(
+        hosts=hosts,
+        port=r.port("cassandra.port", 9042),
+        keyspace=keyspace,
+        replication_factor=r.integer("cassandra.replication_factor", 1, lo=1, hi=15),
+        protocol_version=pv,
+        request_timeout=r.num("cassandra.request_timeout", 5.0, lo=0.1),
+        consistency=consistency, local_dc=local_dc, replication=replication,
+    )
+
+
+def _replication(r: Reader) -> tuple[tuple[str, int], ...]:
+    """``{dc1 = 3, dc2 = 3}``: NetworkTopologyStrategy's factor per datacenter."""
+    raw = r.raw("cassandra.replication", None)
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("cassandra.replication", "must be a table of datacenters and factors, such as { dc1 = 3 }")
+    out = []
+    for dc, factor in raw.items():
+        if not _DC_NAME.fullmatch(dc):
+            raise ConfigError(f"cassandra.replication.{dc}", "datacenter names are letters, digits and _ . -")
+        if isinstance(factor, bool) or not isinstance(factor, int) or not 1 <= factor <= 15:
+            raise ConfigError(f"cassandra.replication.{dc}", f"must be an integer from 1 to 15, not {factor!r}")
+        out.append((dc, factor))
+    return tuple(out)
 
 
 def _apps(r: Reader, env: Mapping[str, str]) -> dict[str, AppSettings]:

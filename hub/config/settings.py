@@ -22,7 +22,9 @@ class ServerSettings:
 @dataclass(frozen=True)
 class RedisSettings:
     url: str = "redis://127.0.0.1:6379/0"
-    # Every key the hub writes starts with this, so several hubs (or test runs) share a server.
+    # Every key the hub writes starts with this, so several hubs (or test runs) share a
+    # server. Unless set, derived from the keyspace (:func:`prefix_for`); a hub refuses to
+    # start when its prefix is bound to another keyspace (hub/storage/binding.py).
     key_prefix: str = "hub"
 
     @property
@@ -43,6 +45,23 @@ class CassandraSettings:
     # 3 speaks to Cassandra 2.1; newer clusters negotiate up when this is None.
     protocol_version: int | None = 3
     request_timeout: float = 5.0
+    # The level of every read and write; None means the default of :attr:`level`.
+    consistency: str | None = None
+    # The datacenter routing prefers; None: the one of the first contact point that answers.
+    local_dc: str | None = None
+    # NetworkTopologyStrategy's factor per datacenter, such as (("dc1", 3), ("dc2", 3));
+    # empty: SimpleStrategy with ``replication_factor``.
+    replication: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def level(self) -> str:
+        """The consistency of every statement: the configured one, else ``local_quorum``
+        when every datacenter keeps 3 copies or more (R + W > RF with one node down), else
+        ``one`` (with 1 or 2 copies a quorum would stop at the first node down)."""
+        if self.consistency is not None:
+            return self.consistency
+        copies = min(f for _, f in self.replication) if self.replication else self.replication_factor
+        return "local_quorum" if copies >= 3 else "one"
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,16 @@ class ServicesSettings:
     state_dir: Path = Path(".hub")
     cache_dir: Path = Path.home() / ".cache" / "hub"
     cassandra_heap_mb: int = 512
+
+
+CONSISTENCY_LEVELS = ("one", "quorum", "local_quorum", "local_one", "all")
+
+
+def prefix_for(keyspace: str) -> str:
+    """The default Redis key prefix of a keyspace: ``hub`` for the keyspace ``hub`` (the
+    prefix every hub had before it was derived), ``hub-<keyspace>`` for any other, so hubs
+    on different keyspaces never share queues or caches unless told to."""
+    return "hub" if keyspace == "hub" else f"hub-{keyspace}"
 
 
 DEFAULT_FEEDS: dict[str, FeedGroup] = {

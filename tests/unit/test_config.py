@@ -100,3 +100,64 @@ def test_cli_reports_one_line_without_traceback(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == "hub: config: server.port: must be an integer, not 'eighty'"
     assert "Traceback" not in out.stderr
+
+
+# Cluster settings (contract section 7): consistency, routing, replication, the key prefix.
+
+
+@pytest.mark.parametrize(
+    ("cassandra", "level"),
+    [
+        ({}, "one"),
+        ({"replication_factor": 2}, "one"),
+        ({"replication_factor": 3}, "local_quorum"),
+        ({"replication_factor": 5}, "local_quorum"),
+        ({"replication_factor": 3, "consistency": "one"}, "one"),
+        ({"consistency": "all"}, "all"),
+        ({"replication": {"dc1": 3, "dc2": 3}}, "local_quorum"),
+        ({"replication": {"dc1": 3, "dc2": 1}}, "one"),  # the smallest datacenter decides
+    ],
+)
+def test_consistency_defaults_by_replication(cassandra: dict, level: str) -> None:
+    assert parse_settings({"cassandra": cassandra}, {}).cassandra.level == level
+
+
+def test_cluster_settings_are_read() -> None:
+    c = parse_settings({"cassandra": {"consistency": "quorum", "local_dc": "dc2",
+                                      "replication": {"dc1": 3, "dc2": 2}}}, {}).cassandra
+    assert (c.consistency, c.local_dc, c.replication) == ("quorum", "dc2", (("dc1", 3), ("dc2", 2)))
+    plain = parse_settings({}, {}).cassandra
+    assert (plain.consistency, plain.local_dc, plain.replication) == (None, None, ())
+
+
+@pytest.mark.parametrize(
+    ("cassandra", "key", "words"),
+    [
+        ({"consistency": "two"}, "cassandra.consistency", "not one of one, quorum, local_quorum, local_one, all"),
+        ({"consistency": 2}, "cassandra.consistency", "not one of"),
+        ({"consistency": "QUORUM"}, "cassandra.consistency", "not one of"),
+        ({"local_dc": ""}, "cassandra.local_dc", "non-empty"),
+        ({"local_dc": "dc 1"}, "cassandra.local_dc", "letters"),
+        ({"local_dc": "dc3", "replication": {"dc1": 3}}, "cassandra.local_dc", "not a datacenter"),
+        ({"replication": 3}, "cassandra.replication", "table"),
+        ({"replication": {}}, "cassandra.replication", "table"),
+        ({"replication": {"dc1": 0}}, "cassandra.replication.dc1", "1 to 15"),
+        ({"replication": {"dc1": "3"}}, "cassandra.replication.dc1", "1 to 15"),
+        ({"replication": {"dc'1": 3}}, "cassandra.replication.dc'1", "datacenter names"),
+    ],
+)
+def test_bad_cluster_values_name_the_key(cassandra: dict, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_settings({"cassandra": cassandra}, {})
+    assert e.value.key == key
+    assert words in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_key_prefix_is_derived_from_the_keyspace() -> None:
+    assert parse_settings({}, {}).redis.key_prefix == "hub"  # as before the derivation
+    assert parse_settings({"cassandra": {"keyspace": "ks"}}, {}).redis.key_prefix == "hub-ks"
+    assert parse_settings({}, {"HUB_CASSANDRA_KEYSPACE": "prod"}).redis.key_prefix == "hub-prod"
+    explicit = {"redis": {"key_prefix": "mine"}, "cassandra": {"keyspace": "ks"}}
+    assert parse_settings(explicit, {}).redis.key_prefix == "mine"  # an explicit prefix wins
+    assert load_settings(ROOT / "config.toml", env={"HUB_CASSANDRA_KEYSPACE": "prod"}).redis.key_prefix == "hub-prod"
