@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="arq worker: fan-out, aggregation, maintenance")
     worker.add_argument("--queue", choices=["high", "low"], help="consume only this queue (default: both)")
     worker.add_argument("--verbose", action="store_true", help="log every job")
+    worker.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics at GET /metrics on port N")
     worker.set_defaults(func=_worker)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the keyspace and tables")
@@ -127,7 +128,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # arq logs two lines per job at INFO; at fan-out rates that is most of the output.
     logging.getLogger("arq.worker").setLevel(logging.INFO if args.verbose else logging.WARNING)
     queues = (args.queue,) if args.queue else PRIORITIES
-    asyncio.run(run_workers(settings, queues))
+    asyncio.run(run_workers(settings, queues, metrics_port=args.metrics_port))
     return 0
 
 

@@ -15,6 +15,7 @@ from hub.config import FeedGroup, Settings
 from hub.domain.activity import split_feed_id
 from hub.domain.ids import IdGenerator
 from hub.errors import InvalidRequest, NotFound
+from hub.metrics import HubMetrics
 from hub.queue import JobScript
 from hub.storage.activities import ActivityStore
 from hub.storage.cassandra import Cassandra
@@ -35,9 +36,12 @@ class Hub:
     queue: ArqRedis
     jobs: JobScript  # queueing that shares a round trip with other writes
     ids: IdGenerator = field(default_factory=IdGenerator)
+    # The process's metrics (hub/metrics.py); a private, unscraped registry if none is given.
+    metrics: HubMetrics = field(default_factory=HubMetrics)
 
     @classmethod
-    def build(cls, settings: Settings, redis: Redis, db: Cassandra, queue: ArqRedis) -> Hub:
+    def build(cls, settings: Settings, redis: Redis, db: Cassandra, queue: ArqRedis,
+              metrics: HubMetrics | None = None) -> Hub:
         prefix = settings.redis.key_prefix
         return cls(
             settings=settings, redis=redis, db=db, queue=queue,
@@ -46,6 +50,7 @@ class Hub:
             feeds=FeedCache(redis, prefix),
             marks=MarkStore(db, redis, prefix),
             jobs=JobScript(redis, queue),
+            metrics=metrics or HubMetrics(),
         )
 
     def group(self, name: str) -> FeedGroup:

@@ -30,7 +30,7 @@ PRIORITIES = (HIGH, LOW)
 # (app, [activity_id, ...], own_done, marker): plan the fan-out of one group of activities, then
 # drop its pending marker ([minute, id, row], or None: hub/storage/pending.py MarkerRef)
 FANOUT = "fanout"
-FANOUT_CHUNK = "fanout_chunk"  # (app, activity_id, followers): write into those feeds
+FANOUT_CHUNK = "fanout_chunk"  # (app, activity_id, followers, chunks): write into those feeds
 REMOVE = "remove_activity"  # (app, activity_id): take a deleted activity out of feeds
 SWEEP = "sweep_pending"  # (): re-queue stored activities whose fan-out was not queued
 

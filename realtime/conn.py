@@ -61,10 +61,10 @@ class Follow:
 
 class Conn:
     __slots__ = ("ws", "request", "app", "user", "exp", "queue", "queue_size", "on_full", "writer", "feeds",
-                 "state", "timer", "room")
+                 "state", "timer", "room", "frames")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.BaseRequest, app: str, user: str, exp: int, *,
-                 queue_size: int, on_full: Callable[[Conn], None]) -> None:
+                 queue_size: int, on_full: Callable[[Conn], None], frames: Any = None) -> None:
         self.ws = ws
         self.request = request  # its transport is aborted when a close does not end in time
         self.app = app
@@ -79,6 +79,7 @@ class Conn:
         self.timer: asyncio.TimerHandle | None = None
         # Set while the reader waits for the queue to drain below half (wait_room).
         self.room: asyncio.Future[None] | None = None
+        self.frames = frames  # hub_ws_frames_total{op} for answers (live frames: dispatch.py)
 
     @property
     def open(self) -> bool:
@@ -106,6 +107,8 @@ class Conn:
         self.push(data)
 
     def send(self, obj: Any) -> None:
+        if self.frames is not None:
+            self.frames.labels(obj.get("op", "")).inc()
         self.push(dumps(obj))
 
     # -- following feeds -------------------------------------------------------------------

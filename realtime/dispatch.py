@@ -39,6 +39,7 @@ class Dispatcher:
         self.view = view
         self.subs: dict[Key, set[Conn]] = {}
         self.delivered = 0
+        self.frames: Any = None  # hub_ws_frames_total{op}, set by the gateway
         self.ready = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -165,6 +166,10 @@ class Dispatcher:
             cursor = m.get("cursor")
             if op == "counts":
                 data = dumps({"op": "counts", "feed": m["feed"], "unseen": m["unseen"], "unread": m["unread"]})
+                self.deliver(conns, m["feed"], None, data, "counts")
+            elif op in ("archived", "unarchived"):  # hub/ops/archive.py, like counts: no cursor
+                data = dumps({"op": op, "feed": m["feed"], "ids": m.get("ids", []), "unseen": m["unseen"],
+                              "unread": m["unread"]})
                 self.deliver(conns, m["feed"], None, data)
             elif op == "entry":
                 es, cs = entries.get(key), counts.get(key)
@@ -175,12 +180,15 @@ class Dispatcher:
                 for i in m.get("ids", []):
                     if i in es:
                         data = dumps({"op": "entry", "feed": m["feed"], "entry": es[i], "cursor": cursor, **cs})
-                        self.deliver(conns, m["feed"], ctuple, data)
+                        self.deliver(conns, m["feed"], ctuple, data, "entry")
             elif op == "deleted":
                 data = dumps({"op": "deleted", "feed": m["feed"], "ids": m.get("ids", []), "cursor": cursor})
-                self.deliver(conns, m["feed"], parse_cursor(cursor) if isinstance(cursor, str) else None, data)
+                self.deliver(conns, m["feed"], parse_cursor(cursor) if isinstance(cursor, str) else None, data,
+                             "deleted")
 
-    def deliver(self, conns: set[Conn], feed: str, cursor: Cursor | None, data: bytes) -> None:
+    def deliver(self, conns: set[Conn], feed: str, cursor: Cursor | None, data: bytes, op: str = "") -> None:
         for c in list(conns):
             c.push_live(feed, cursor, data)
         self.delivered += len(conns)
+        if self.frames is not None:  # one increment per change, however many sockets
+            self.frames.labels(op).inc(len(conns))

@@ -68,6 +68,8 @@ class Gateway:
         self.log = ChangeLog(hub.redis, settings.redis.key_prefix)
         self.view = FeedView(hub)
         self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view)
+        self.metrics = hub.metrics
+        self.dispatcher.frames = self.metrics.ws_frames
 
     @property
     def subs(self) -> dict[Key, set[Conn]]:
@@ -95,6 +97,7 @@ class Gateway:
         if not conn.open:
             return
         self.dropped += 1
+        self.metrics.ws_dropped.labels("slow").inc()
         self._forget(conn)
         conn.begin_close(discard_queue=True)
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_TOO_SLOW, b"send queue full"))
@@ -126,6 +129,7 @@ class Gateway:
             return
         self._forget(conn)
         conn.begin_close()
+        self.metrics.ws_dropped.labels("expired").inc()
         asyncio.get_running_loop().create_task(self._close(conn, CLOSE_EXPIRED, b"token expired"))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -134,14 +138,17 @@ class Gateway:
         if not ws.can_prepare(request).ok:
             raise InvalidRequest("a websocket upgrade is required")
         await ws.prepare(request)
-        conn = Conn(ws, request, app, user, exp, queue_size=self.queue_size, on_full=self.drop)
+        conn = Conn(ws, request, app, user, exp, queue_size=self.queue_size, on_full=self.drop,
+                    frames=self.metrics.ws_frames)
         self.conns.add(conn)
+        self.metrics.ws_connections.inc()
         conn.timer = asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), self._expire, conn)
         try:
             await self._read(conn)
         except Exception:
             # Upgraded: an HTTP answer cannot follow, so the socket closes instead.
             log.exception("realtime: a connection of %s/%s failed", conn.app, conn.user)
+            self.metrics.ws_dropped.labels("error").inc()
             if conn.open:
                 self._forget(conn)
                 conn.begin_close()
@@ -150,6 +157,7 @@ class Gateway:
             # Also a connection whose writer failed (CLOSED, never forgotten until now).
             self._forget(conn)
             conn.state = State.CLOSED
+            self.metrics.ws_connections.dec()
         return ws
 
     async def _read(self, conn: Conn) -> None:
@@ -187,6 +195,7 @@ class Gateway:
                 raise InvalidRequest("op must be subscribe, unsubscribe or ping", field="op")
         except DEPENDENCY_DOWN as e:
             log.warning("realtime: dependency down: %r", e)
+            self.metrics.dependency_error(e)
             self._send_error(conn, m, as_unavailable(e))
         except HubError as e:
             self._send_error(conn, m, e)

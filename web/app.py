@@ -65,7 +65,7 @@ async def _cassandra(app: web.Application) -> AsyncIterator[None]:
 
 async def _hub(app: web.Application) -> AsyncIterator[None]:
     # Last in cleanup_ctx: opened after Redis and Cassandra, closed before them.
-    app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE])
+    app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE], app[METRICS])
     app[INTAKE] = Intake(app[HUB])
     yield
     await app[INTAKE].close()

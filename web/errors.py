@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from hub.errors import HubError, InvalidRequest, TooLarge
+from hub.errors import HubError, InvalidRequest, TooLarge, Unavailable
 from hub.storage.outage import DEPENDENCY_DOWN, as_unavailable
 from web.keys import METRICS
 
@@ -93,6 +93,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         status = resp.status
         return resp
     except HubError as e:
+        if isinstance(e, Unavailable):
+            request.app[METRICS].dependency_error(e)
         resp = error_response(e)
         if e.field == "body" and not request.content.is_eof():
             resp.force_close()  # the rest of that body is not worth waiting for
@@ -112,6 +114,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return resp
     except DEPENDENCY_DOWN as e:
         log.warning("%s %s: dependency down: %r", request.method, request.path, e)
+        request.app[METRICS].dependency_error(e)
         resp = error_response(as_unavailable(e))
         status = resp.status
         return resp

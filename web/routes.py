@@ -30,7 +30,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v1/feeds/{group}/{user}", feeds.get_feed)
     r.add_post("/v1/feeds/{group}/{user}/seen", feeds.post_seen)
     r.add_post("/v1/feeds/{group}/{user}/read", feeds.post_read)
+    r.add_post("/v1/feeds/{group}/{user}/archive", feeds.post_archive)
+    r.add_post("/v1/feeds/{group}/{user}/unarchive", feeds.post_unarchive)
 
     r.add_get("/", pages.index)
     r.add_get("/demo", pages.demo)
+    r.add_post("/demo/activities", pages.demo_activity)
+    r.add_post("/demo/token", pages.demo_token)
     r.add_get("/static/{filename:.+}", pages.static)

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from arq import Retry
 from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Function, Worker, func
 from redis.asyncio import ConnectionPool
 
 from hub.config import Settings
+from hub.metrics import HubMetrics
 from hub.queue import (
     FANOUT,
     FANOUT_CHUNK,
@@ -38,8 +42,9 @@ from hub.queue import (
     queue_name,
     serialize,
 )
-from workers.context import close_hub, wait_for_hub
+from workers.context import close_hub, hub_of, wait_for_hub
 from workers.jobs import fanout, maintenance
+from workers.metricsserver import serve_metrics
 from workers.resilience import Backoff, Outage, is_dependency_error, sleep_unless, wait_until
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,7 @@ def functions(settings: Settings) -> list[Function]:
     # Every job is idempotent, so a retry after a crash or a dependency outage is safe;
     # a short timeout is what makes arq re-run a job whose worker was killed within seconds.
     def job(coroutine: Any, name: str) -> Function:
-        return func(coroutine, name=name, timeout=w.job_timeout, max_tries=w.max_tries)
+        return func(measured(coroutine, name), name=name, timeout=w.job_timeout, max_tries=w.max_tries)
 
     return [
         job(maintenance.ping, "ping"),
@@ -59,6 +64,34 @@ def functions(settings: Settings) -> list[Function]:
         job(fanout.remove_activity, REMOVE),
         job(fanout.sweep_pending, SWEEP),
     ]
+
+
+def measured(coroutine: Callable[..., Awaitable[Any]], name: str) -> Any:
+    """``coroutine`` counted in ``hub_jobs_total{job,outcome}`` and timed in
+    ``hub_job_seconds{job}``. Outcomes: ``ok``; ``retry`` (arq's Retry: a dependency
+    outage or a slow run, run again later); ``cancelled`` (arq's timeout, or a worker
+    stopping: run again); ``error`` (a bug: arq retries up to max_tries)."""
+
+    @functools.wraps(coroutine)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        metrics = hub_of(ctx).metrics
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await coroutine(ctx, *args, **kwargs)
+            outcome = "ok"
+            return result
+        except Retry:
+            outcome = "retry"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            metrics.jobs.labels(name, outcome).inc()
+            metrics.job_seconds.labels(name).observe(time.perf_counter() - started)
+
+    return run
 
 
 def arq_pool(settings: Settings, priority: str) -> ArqRedis:
@@ -77,7 +110,7 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: A
         # and every 30 s); one queue runs it, arq's unique cron ids keep it once per tick.
         # arq's cron jobs default to one try: without max_tries, a sweep that met an outage
         # (and asked to be retried) was failed at its next run.
-        cron_jobs=[cron(fanout.sweep_pending, name=SWEEP, second={0, 30}, run_at_startup=True,
+        cron_jobs=[cron(measured(fanout.sweep_pending, SWEEP), name=SWEEP, second={0, 30}, run_at_startup=True,
                         max_tries=settings.worker.max_tries)]
         if priority == HIGH else None,
         redis_pool=pool,
@@ -96,17 +129,28 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: A
 
 
 async def run_workers(
-    settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False, stop: asyncio.Event | None = None
+    settings: Settings, queues: Sequence[str] = PRIORITIES, *, burst: bool = False, stop: asyncio.Event | None = None,
+    metrics: HubMetrics | None = None, metrics_port: int | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, until ``stop`` is set, or (``burst``) until the queues are
-    empty. No dependency outage ends it."""
+    empty. No dependency outage ends it. ``metrics``: the registry the jobs observe into
+    (a new one if None); ``metrics_port``: serve it at ``GET /metrics`` on that port."""
+    metrics = metrics or HubMetrics()
+    async with contextlib.AsyncExitStack() as stack:
+        if metrics_port is not None:
+            await stack.enter_async_context(serve_metrics(settings, metrics, metrics_port))
+        await _run_workers(settings, queues, burst=burst, stop=stop, metrics=metrics)
+
+
+async def _run_workers(settings: Settings, queues: Sequence[str], *, burst: bool, stop: asyncio.Event | None,
+                       metrics: HubMetrics) -> None:
     if stop is None:
         stop = asyncio.Event()
         if not burst:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-    hub = await wait_for_hub(settings, stop)
+    hub = await wait_for_hub(settings, stop, metrics=metrics)
     if hub is None:
         return
     ctx: dict[str, Any] = {"hub": hub}

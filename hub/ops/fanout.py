@@ -158,14 +158,17 @@ async def _queue_chunks(hub: Hub, app: str, activity: Activity, followers: Seque
     active_since = time.time() - hub.settings.fanout.active_days * 86400
     active, inactive = await hub.follows.split_by_activity(app, followers, active_since)
     size = hub.settings.fanout.chunk_size
+    plan = [(priority, n, chunk) for priority, users in ((HIGH, active), (LOW, inactive))
+            for n, chunk in enumerate(chunks(sorted(users), size))]
+    # Each chunk job is told how many chunks the activity has: the worker that finishes the
+    # last one observes the fan-out lag (workers/jobs/fanout.py).
     jobs = [
         hub.queue.enqueue_job(
-            FANOUT_CHUNK, app, activity.id, chunk,
+            FANOUT_CHUNK, app, activity.id, chunk, len(plan),
             _job_id=f"chunk:{app}:{activity.id}:{priority}:{n}",
             _queue_name=queue_name(hub.settings.redis, priority),
         )
-        for priority, users in ((HIGH, active), (LOW, inactive))
-        for n, chunk in enumerate(chunks(sorted(users), size))
+        for priority, n, chunk in plan
     ]
     # Queued concurrently: one round trip's latency for all chunks, not one each.
     await asyncio.gather(*jobs)
@@ -178,7 +181,9 @@ async def write_chunk(hub: Hub, app: str, activity_id: str, followers: Sequence[
         return 0
     written = 0
     for group in hub.settings.follower_groups("user"):
-        written += await hub.feeds.add(app, group, [group.feed_of(u) for u in followers], activity)
+        n = await hub.feeds.add(app, group, [group.feed_of(u) for u in followers], activity)
+        hub.metrics.fanout_entries.labels(group.name).inc(n)
+        written += n
     return written
 
 

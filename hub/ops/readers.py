@@ -7,7 +7,8 @@ their stored bodies, the marks, both counts and the celebrities. Whatever is mis
 asked again; when the caches keep disappearing under it, the reader reads step by step.
 The answer is spliced from the stored body texts. An aggregated feed's first page comes
 rendered from the page cache when no change happened since it was rendered
-(hub/storage/feedcache.py), else it is rendered (hub/ops/feedpage.py) and stored.
+(hub/storage/feedcache.py), else it is rendered (hub/ops/feedpage.py) and stored. A feed that may hold archived entries (the
+read script says so) is read by hub/ops/filtered.py instead, which leaves them out.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import time
 from hub.core import Hub
 from hub.domain.aggregation import MAX_ACTIVITIES, MAX_ACTORS
 from hub.ops import feedpage
+from hub.ops.filtered import read_filtered
 from hub.ops.pages import Page, PageRequest, celebrity_ids, feed_counts, flat_bodies, merge_ids
 from hub.ops.rebuild import ensure_built, rebuild
 from hub.storage.bodytexts import body_texts
 from hub.storage.feedcache import SENTINEL, GroupSummary, HotRead
+from hub.storage.marks import ARCHIVED_FLAG
 
 # Page cache reservations (hub/storage/feedcache.py): unique per read across processes.
 _TOKEN = f"{os.getpid():x}.{secrets.token_hex(4)}."
@@ -50,9 +53,11 @@ async def _hot(hub: Hub, req: PageRequest, token: str) -> HotRead | None:
     return None
 
 
-async def _steps_prologue(hub: Hub, req: PageRequest) -> None:
+async def _steps_prologue(hub: Hub, req: PageRequest) -> bool:
+    """Whether the feed may hold archived entries (then the filtered path reads it)."""
     await ensure_built(hub, req.app, req.group, req.user)
     await hub.follows.touch_active(req.app, req.user, time.time())
+    return ARCHIVED_FLAG in await hub.marks.load(req.app, req.feed)
 
 
 class FlatReader:
@@ -62,6 +67,8 @@ class FlatReader:
         r = await _hot(hub, req, "")
         if r is None:
             return await self._steps(hub, req)
+        if r.archived:  # archived entries stay out of the default view (hub/ops/filtered.py)
+            return await read_filtered(hub, req, "all")
         ids = r.ids
         if len(r.celebrities - {SENTINEL}) > 0:
             ids = merge_ids(ids, await celebrity_ids(hub, req.app, req.user, req.limit + 1, req.cursor))
@@ -69,7 +76,8 @@ class FlatReader:
         return Page(results, nxt, r.unseen, r.unread)
 
     async def _steps(self, hub: Hub, req: PageRequest) -> Page:
-        await _steps_prologue(hub, req)
+        if await _steps_prologue(hub, req):
+            return await read_filtered(hub, req, "all")
         ids = await hub.feeds.flat_ids(req.app, req.feed, req.limit + 1, req.cursor)
         if req.group.follows == "user":
             ids = merge_ids(ids, await celebrity_ids(hub, req.app, req.user, req.limit + 1, req.cursor))
@@ -87,6 +95,8 @@ class AggregatedReader:
         r = await _hot(hub, req, token)
         if r is None:
             return await self._steps(hub, req)
+        if r.archived:
+            return await read_filtered(hub, req, "all")
         marks = dict(r.marks)
         marks.pop("!", None)
         if r.page is not None:
@@ -96,7 +106,8 @@ class AggregatedReader:
         return Page(results, nxt, r.unseen, r.unread)
 
     async def _steps(self, hub: Hub, req: PageRequest) -> Page:
-        await _steps_prologue(hub, req)
+        if await _steps_prologue(hub, req):
+            return await read_filtered(hub, req, "all")
         groups = await hub.feeds.page_groups(req.app, req.feed, req.limit + 1, req.cursor)
         marks = await hub.marks.load(req.app, req.feed)
         results, nxt = await self._render(hub, req, groups, marks, {}, "")

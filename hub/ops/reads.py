@@ -18,6 +18,7 @@ from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.ids import ID_LENGTH, is_valid_id
 from hub.errors import InvalidRequest
+from hub.ops.filtered import FILTERS, read_filtered
 from hub.ops.pages import FeedReader, Page, PageRequest, feed_counts
 from hub.ops.ranked import RankedReader
 from hub.ops.readers import AggregatedReader, FlatReader
@@ -47,10 +48,18 @@ def check_cursor(group: FeedGroup, cursor: str | None) -> str | None:
     return cursor
 
 
-async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None) -> Page:
-    """One page with its counts (the readers say how: hub/ops/readers.py)."""
+async def read_feed(hub: Hub, app: str, group: FeedGroup, user: str, limit: int, cursor: str | None,
+                    filter: str = "all") -> Page:
+    """One page with its counts (the readers say how: hub/ops/readers.py); a ``filter``
+    other than ``all`` pages a filtered view (hub/ops/filtered.py)."""
+    if filter not in FILTERS:
+        raise InvalidRequest(f"filter must be one of {', '.join(FILTERS)}", field="filter")
     req = PageRequest(app, group, user, limit, check_cursor(group, cursor))
-    return await reader_of(group).read(hub, req)
+    if filter == "all":
+        return await reader_of(group).read(hub, req)
+    if group.is_ranked:
+        raise InvalidRequest("a ranked feed has no filtered views", field="filter")
+    return await read_filtered(hub, req, filter)
 
 
 async def mark(

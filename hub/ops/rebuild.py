@@ -46,6 +46,7 @@ async def ensure_built(hub: Hub, app: str, group: FeedGroup, user: str) -> bool:
 
 async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
     feed = group.feed_of(user)
+    hub.metrics.rebuilds.labels(group.kind).inc()
     await hub.feeds.start_build(app, group, feed)
     limit = group.max_length if not group.is_aggregated else group.max_length * REPLAY_FACTOR
     ids = await source_ids(hub, app, group, user, limit)

@@ -92,6 +92,7 @@ class HotRead:
     unseen: int
     unread: int
     celebrities: set[str]
+    archived: bool = False  # the feed may hold archived entries (hub/storage/archive.py)
 
 
 _MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
@@ -247,18 +248,18 @@ class FeedCache(GroupReads):
                 time.time(), "1" if pulls else "0", actors, page_token if agg else ""]
         r: list[Any] = await self._read_batch(keys, args)
         if r[0] == 4:
-            _, page, marks, unseen, unread, celebs = r
+            _, page, marks, unseen, unread, celebs, archived = r
             it = iter(marks)
             return HotRead(None, page, [], [], {}, dict(zip(it, it)), max(0, int(unseen)), max(0, int(unread)),
-                           set(celebs))
+                           set(celebs), archived == 1)
         if r[0] != 3:
             return HotRead(_MISSING[r[0]], None, [], [], {}, {}, 0, 0, set())
-        _, members, second, ids, raws, marks, unseen, unread, celebs = r
+        _, members, second, ids, raws, marks, unseen, unread, celebs, archived = r
         groups = parse_summaries(second) if agg else []
         it = iter(marks)
         return HotRead(None, None, members if not agg else [], groups,
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
-                       max(0, int(unseen)), max(0, int(unread)), set(celebs))
+                       max(0, int(unseen)), max(0, int(unread)), set(celebs), archived == 1)
 
     def keep_page(self, app: str, feed: str, token: str, text: str) -> None:
         """Keep a rendered first page, unless the feed changed since the read that reserved it.

@@ -8,7 +8,8 @@ how a reopened group becomes unseen again without anyone writing a mark.
 For a flat feed an entry is one activity (its id never changes); for aggregated and
 notification feeds it is a group (``<newest id>|<group id>`` in the order set).
 
-Hash fields: ``!`` (loaded), ``seen:*``, ``read:*``, ``seen:<entry>``, ``read:<entry>``.
+Hash fields: ``!`` (loaded), ``seen:*``, ``read:*``, ``seen:<entry>``, ``read:<entry>``,
+``archived:<entry>`` and ``@`` (archived marks may be present): hub/storage/archive.py.
 
 Bounded by the feed, not its history: an individual mark is only ever written for an
 entry the feed holds, and every marking drops (in Cassandra and in the cache) the marks
@@ -32,6 +33,9 @@ from hub.storage.feedscripts import COUNT, MARKS_GONE
 from hub.storage.redis import Keys
 
 KINDS = ("seen", "read")
+# The third kind of mark (hub/storage/archive.py), and the hash field saying it may be present.
+ARCHIVED = "archived"
+ARCHIVED_FLAG = "@"
 
 class MarkStore:
     def __init__(self, db: Cassandra, redis: Redis, prefix: str) -> None:
@@ -55,6 +59,8 @@ class MarkStore:
             "SELECT kind, gid, mark FROM {ks}.feed_marks WHERE app = %s AND feed = %s", (app, feed)
         )
         loaded = {f"{r.kind}:{r.gid}": r.mark for r in rows}
+        if any(f.startswith(ARCHIVED + ":") for f in loaded):
+            loaded[ARCHIVED_FLAG] = "1"  # the default view leaves archived entries out (hub/storage/archive.py)
         await self.redis.hset(key, mapping={"!": "1", **loaded})
         return loaded
 

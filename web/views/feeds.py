@@ -1,4 +1,4 @@
-"""Feed reads and seen/read marks: by the user (bearer token) or by the app (signed)."""
+"""Feed reads, seen/read marks and archiving: by the user (bearer token) or by the app (signed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hub.domain.activity import decode_json
 from hub.domain.fields import validate_id, validate_user_id
 from hub.domain.tokens import TokenClaims
 from hub.errors import BadToken, Forbidden, InvalidRequest
-from hub.ops import reads
+from hub.ops import archive, reads
 from hub.ops.rebuild import ensure_built
 from web.keys import HUB, VERIFIED_TOKENS
 from web.signed import read_body, signed
@@ -45,16 +45,23 @@ def _limit(request: web.Request) -> int:
     return query_int(request, "limit", 25, 1, 100)
 
 
+def _filter(request: web.Request) -> str:
+    """``?filter=`` (docs/api.md, Filters); checked by reads.read_feed."""
+    return request.query.get("filter", "all")
+
+
 async def get_feed(request: web.Request) -> web.Response:
     app, group, user = _own_feed(request)
-    page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), query_cursor(request, "id_lt"))
+    page = await reads.read_feed(request.app[HUB], app, group, user, _limit(request), query_cursor(request, "id_lt"),
+                                 _filter(request))
     return web.Response(body=page.to_bytes(), content_type="application/json")
 
 
 @signed
 async def app_get_feed(request: web.Request, app: AppSettings, body: bytes) -> tuple[int, Any]:
     group, user = _feed(request)
-    page = await reads.read_feed(request.app[HUB], app.id, group, user, _limit(request), query_cursor(request, "id_lt"))
+    page = await reads.read_feed(request.app[HUB], app.id, group, user, _limit(request),
+                                 query_cursor(request, "id_lt"), _filter(request))
     return 200, page.to_json()
 
 
@@ -66,8 +73,40 @@ async def post_read(request: web.Request) -> web.Response:
     return await _mark(request, "read")
 
 
+async def post_archive(request: web.Request) -> web.Response:
+    return await _archive(request, archive.archive)
+
+
+async def post_unarchive(request: web.Request) -> web.Response:
+    return await _archive(request, archive.unarchive)
+
+
+async def _archive(request: web.Request, op: Any) -> web.Response:
+    """Archive or unarchive: the body and the ownership rules of a mark."""
+    app, group, user = _own_feed(request)
+    ids = await _ids_body(request)
+    hub = request.app[HUB]
+    if ids == []:
+        await ensure_built(hub, app, group, user)
+        return web.json_response(await reads.feed_counts(hub, app, group, group.feed_of(user)))
+    return web.json_response(await op(hub, app, group, user, ids))
+
+
 async def _mark(request: web.Request, kind: str) -> web.Response:
     app, group, user = _own_feed(request)
+    ids = await _ids_body(request)
+    if ids == []:
+        # Nothing to mark: answer the counts as they are (a client marking what it shows
+        # may show nothing), without a write or a counts push.
+        hub = request.app[HUB]
+        await ensure_built(hub, app, group, user)
+        return web.json_response(await reads.feed_counts(hub, app, group, f"{group.name}:{user}"))
+    counts = await reads.mark(request.app[HUB], app, group, user, kind, ids)
+    return web.json_response(counts)
+
+
+async def _ids_body(request: web.Request) -> list[str] | None:
+    """``{"ids": [...]}`` (the list) or ``{"all": true}`` (None), else a 400."""
     data = decode_json(await read_body(request))
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", field="body")
@@ -85,11 +124,4 @@ async def _mark(request: web.Request, kind: str) -> web.Response:
         ids = raw
     else:
         raise InvalidRequest('send {"ids": [...]} or {"all": true}', field="body")
-    if ids == []:
-        # Nothing to mark: answer the counts as they are (a client marking what it shows
-        # may show nothing), without a write or a counts push.
-        hub = request.app[HUB]
-        await ensure_built(hub, app, group, user)
-        return web.json_response(await reads.feed_counts(hub, app, group, f"{group.name}:{user}"))
-    counts = await reads.mark(request.app[HUB], app, group, user, kind, ids)
-    return web.json_response(counts)
+    return ids

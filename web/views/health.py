@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.errors import Unavailable
+from hub.queue import PRIORITIES, queue_name
 from hub.storage.redis import REDIS_DOWN
-from web.keys import CASSANDRA, METRICS, REDIS
+from web.keys import CASSANDRA, METRICS, REDIS, SETTINGS
 
 # /readyz must answer within a load balancer's patience even when a dependency hangs.
 CHECK_TIMEOUT = 2.0
@@ -47,5 +48,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    """Every metric of this process; the queue depths are read from Redis now."""
+    metrics = request.app[METRICS]
+    settings = request.app[SETTINGS].redis
+    await metrics.refresh_queue_depth(request.app[REDIS], [(p, queue_name(settings, p)) for p in PRIORITIES])
+    body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

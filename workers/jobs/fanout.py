@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from arq import Retry
 from arq.constants import retry_key_prefix
 
+from hub.core import Hub
+from hub.domain.ids import id_time_ms, is_valid_id
 from hub.ops import fanout
 from hub.queue import QUEUED
 from hub.storage.pending import MarkerRef, minute_bucket
@@ -43,6 +45,7 @@ def retry_when_down(job: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable
         except Exception as e:
             if not is_dependency_error(e):
                 raise
+            hub_of(ctx).metrics.dependency_error(e)
             await _give_tries_back(ctx)
             raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from e
 
@@ -95,8 +98,42 @@ async def plan_fanout(
 
 
 @retry_when_down
-async def fanout_chunk(ctx: dict[str, Any], app: str, activity_id: str, followers: list[str]) -> int:
-    return await fanout.write_chunk(hub_of(ctx), app, activity_id, followers)
+async def fanout_chunk(ctx: dict[str, Any], app: str, activity_id: str, followers: list[str], chunks: int = 1) -> int:
+    """Write one chunk of an activity's followers; ``chunks``: how many the activity has
+    (jobs queued before it was passed count as one each)."""
+    hub = hub_of(ctx)
+    written = await fanout.write_chunk(hub, app, activity_id, followers)
+    await _observe_lag(hub, app, activity_id, str(ctx.get("job_id", "")), chunks)
+    return written
+
+
+# Chunks done of one activity are counted this long; a fan-out slower than that (an
+# outage) is not observed.
+LAG_COUNT_TTL_S = 3600
+
+
+async def _observe_lag(hub: Hub, app: str, activity_id: str, job_id: str, chunks: int) -> None:
+    """``hub_fanout_lag_seconds``: the activity's id holds its accept time (ids are made
+    at intake), observed when its last chunk is written. One chunk (the usual case) is
+    the last: observed at once, no Redis. With several, which may run in any order on
+    any worker, each adds its job id to a set in Redis (one round trip): the one that
+    completes the set observes. Re-runs add nothing, so a fan-out is observed once."""
+    if not is_valid_id(activity_id):
+        return
+    if chunks > 1:
+        key = f"{hub.settings.redis.key_prefix}:lag:{app}:{activity_id}"
+        try:
+            async with hub.redis.pipeline(transaction=True) as p:
+                p.sadd(key, job_id)
+                p.scard(key)
+                p.expire(key, LAG_COUNT_TTL_S)
+                added, done, _ = await p.execute()
+        except Exception as e:  # a metric is not worth a retry of the chunk
+            hub.metrics.dependency_error(e)
+            return
+        if not added or done < chunks:
+            return
+    hub.metrics.fanout_lag.observe(max(0.0, time.time() - id_time_ms(activity_id) / 1000))
 
 
 @retry_when_down

@@ -7,10 +7,13 @@
 -- group, page token ("" unless this is an aggregated feed's first page). Body keys are not
 -- in KEYS: the hub runs on one Redis, not a cluster.
 -- Returns {0} when the feed is not built, {1} when the marks are not loaded, {2} when the
--- celebrity set is not loaded, {4, rendered page, marks, unseen, unread, celebrities} when
+-- celebrity set is not loaded, {4, rendered page, marks, unseen, unread, celebrities,
+-- archived flag} when
 -- the rendered first page is current, else {3, page members, group summaries
 -- (aggregated; groups.lua, summary), body ids, bodies, marks (aggregated only, HGETALL
--- form), unseen, unread, celebrities}. Bodies come for the first ``entries`` groups only.
+-- form), unseen, unread, celebrities, archived flag}. The archived flag (the marks hash's
+-- "@" field, hub/storage/archive.py) says the feed may hold archived entries, which the
+-- default view leaves out (hub/ops/filtered.py reads it then). Bodies come for the first ``entries`` groups only.
 -- The rendered page (feedcache.py, page cache) starts with "<entries>\t<next>\t<body ids,
 -- comma separated>\n". It is current when it was rendered for as many entries and every
 -- body it holds is still cached (a deleted activity's body goes at once, its removal from
@@ -36,7 +39,7 @@ if agg and ARGV[11] ~= '' then
       for id in string.gmatch(bids, '[^,]+') do k = k + 1; keys[k] = prefix .. id end
       if k == 0 or redis.call('EXISTS', unpack(keys)) == k then
         return {4, page, redis.call('HGETALL', mk), count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg),
-                celebs}
+                celebs, redis.call('HEXISTS', mk, '@')}
       end
     end
   end
@@ -65,4 +68,5 @@ local bodies = {}
 if #keys > 0 then bodies = redis.call('MGET', unpack(keys)) end
 local marks = {}
 if agg then marks = redis.call('HGETALL', mk) end
-return {3, members, second, ids, bodies, marks, count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg), celebs}
+return {3, members, second, ids, bodies, marks, count(z, mk, gs, 'seen', agg), count(z, mk, gs, 'read', agg), celebs,
+        redis.call('HEXISTS', mk, '@')}

@@ -1,0 +1,41 @@
+"""``hub worker --metrics-port N``: the worker's metrics over HTTP (``GET /metrics``).
+
+A tiny aiohttp app on its own port, serving the worker's own registry (hub/metrics.py);
+the queue depths are read from Redis on each scrape, with a client of its own so the
+endpoint answers while the worker still waits for Cassandra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from hub.config import Settings
+from hub.metrics import HubMetrics
+from hub.queue import PRIORITIES, queue_name
+from hub.storage import redis as redis_storage
+
+
+@asynccontextmanager
+async def serve_metrics(settings: Settings, metrics: HubMetrics, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` on ``host:port`` while the block runs."""
+    redis = redis_storage.connect(settings.redis)
+    queues = [(p, queue_name(settings.redis, p)) for p in PRIORITIES]
+
+    async def scrape(request: web.Request) -> web.Response:
+        await metrics.refresh_queue_depth(redis, queues)
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield
+    finally:
+        await runner.cleanup()
+        await redis.aclose()
