@@ -170,7 +170,7 @@ class Dispatcher:
             elif op in ("archived", "unarchived"):  # hub/ops/archive.py, like counts: no cursor
                 data = dumps({"op": op, "feed": m["feed"], "ids": m.get("ids", []), "unseen": m["unseen"],
                               "unread": m["unread"]})
-                self.deliver(conns, m["feed"], None, data)
+                self.deliver(conns, m["feed"], None, data, op)
             elif op == "entry":
                 es, cs = entries.get(key), counts.get(key)
                 if isinstance(es, BaseException) or isinstance(cs, BaseException) or es is None or cs is None:
