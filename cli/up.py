@@ -20,6 +20,8 @@ from types import FrameType
 
 from hub import services
 from hub.config import Settings
+from hub.storage import redis as redis_storage
+from hub.storage.binding import bind_keyspace
 from hub.storage.schema import migrate
 from workers.resilience import Backoff
 
@@ -70,6 +72,8 @@ def up(settings: Settings, *, config: str | None = None) -> int:
     try:
         applied = asyncio.run(migrate(settings.cassandra, progress=print))
         print(f"schema ready ({'applied ' + str(applied) if applied else 'up to date'})")
+        # Before any child starts: a conflict is one line and exit 2, not a crash loop.
+        asyncio.run(_bind(settings))
         base = [sys.executable, "-m", "cli.main"] + (["--config", config] if config else [])
         children = [Child("hub serve", [*base, "serve"]), Child("hub worker", [*base, "worker"])]
         for c in children:
@@ -94,6 +98,15 @@ def up(settings: Settings, *, config: str | None = None) -> int:
         for svc in reversed(started):
             svc.stop()
             print(f"stopped {svc.name}")
+
+
+async def _bind(settings: Settings) -> None:
+    """The keyspace guard (hub/storage/binding.py), checked once before the children start."""
+    r = redis_storage.connect(settings.redis)
+    try:
+        await bind_keyspace(r, settings)
+    finally:
+        await r.aclose()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

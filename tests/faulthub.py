@@ -57,7 +57,7 @@ def write_config(settings: Settings, port: int, path: Path) -> None:
     subs = {
         r"(?m)^port = 8080$": f"port = {port}",
         r'(?m)^url = "redis://.*"$': f'url = "{settings.redis.url}"',
-        r"(?m)^key_prefix = .*$": f'key_prefix = "{settings.redis.key_prefix}"',
+        r"(?m)^#? ?key_prefix = .*$": f'key_prefix = "{settings.redis.key_prefix}"',
         r"(?m)^keyspace = .*$": f'keyspace = "{settings.cassandra.keyspace}"',
         r"(?m)^hosts = .*$": f"hosts = {hosts}",
         r"(?m)^port = 9042$": f"port = {settings.cassandra.port}",

@@ -15,6 +15,7 @@ from hub.core import Hub
 from hub.ops.intake import Intake
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
+from hub.storage.binding import bind_unless_down
 from hub.storage.cassandra import Cassandra
 from web.errors import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, errors_middleware
 from web.gate import SignedScripts
@@ -65,6 +66,8 @@ async def _cassandra(app: web.Application) -> AsyncIterator[None]:
 
 async def _hub(app: web.Application) -> AsyncIterator[None]:
     # Last in cleanup_ctx: opened after Redis and Cassandra, closed before them.
+    # The keyspace guard (hub/storage/binding.py): a conflict stops start-up with one line.
+    await bind_unless_down(app[REDIS], app[SETTINGS])
     app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE], app[METRICS])
     app[INTAKE] = Intake(app[HUB])
     yield

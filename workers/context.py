@@ -10,32 +10,52 @@ from hub.core import Hub
 from hub.metrics import HubMetrics
 from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
+from hub.storage.binding import bind_keyspace
 from hub.storage.cassandra import Cassandra
 from workers.resilience import Outage, wait_until
 
 
-async def open_hub(settings: Settings, metrics: HubMetrics | None = None) -> Hub:
+async def open_hub(settings: Settings, metrics: HubMetrics | None = None, *, bind: bool = True) -> Hub:
     """Connect now; raises :class:`~hub.errors.Unavailable` if Cassandra does not answer.
-    The Redis clients connect on first use (and reconnect after any outage by themselves)."""
+    The Redis clients connect on first use (and reconnect after any outage by themselves).
+    ``bind``: check the keyspace guard now (hub/storage/binding.py): raises
+    :class:`~hub.storage.binding.KeyspaceConflict` if the key prefix serves another keyspace."""
     db = await Cassandra.connect(settings.cassandra)
-    return Hub.build(settings, redis_storage.connect(settings.redis), db, await connect_queue(settings.redis), metrics)
+    hub = Hub.build(settings, redis_storage.connect(settings.redis), db, await connect_queue(settings.redis), metrics)
+    if bind:
+        try:
+            await bind_keyspace(hub.redis, settings)
+        except BaseException:
+            await close_hub(hub)
+            raise
+    return hub
 
 
 async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: Outage | None = None,
                        metrics: HubMetrics | None = None) -> Hub | None:
     """:func:`open_hub`, retried with backoff while Cassandra is down (a worker may start
-    before its dependencies); None if ``stop`` is set first. Redis is not waited for here:
-    its clients are lazy, and the queue loops wait for it (workers/main.py)."""
+    before its dependencies); None if ``stop`` is set first. Then Redis is waited for, as
+    long as it takes, to check the keyspace guard before any job is taken (a conflict
+    raises :class:`~hub.storage.binding.KeyspaceConflict`); the queue loops wait for
+    Redis again whenever it goes (workers/main.py)."""
     c = settings.cassandra
     outage = outage or Outage(f"Cassandra at {', '.join(c.hosts)}:{c.port}")
     opened: list[Hub] = []
 
     async def attempt() -> None:
-        opened.append(await open_hub(settings, metrics))
+        opened.append(await open_hub(settings, metrics, bind=False))
 
     if not await wait_until(attempt, outage, stop):
         return None
-    return opened[0]
+    hub = opened[0]
+    try:
+        if await wait_until(lambda: bind_keyspace(hub.redis, settings), Outage(f"Redis at {settings.redis.url}"), stop):
+            return hub
+    except BaseException:
+        await close_hub(hub)
+        raise
+    await close_hub(hub)
+    return None
 
 
 async def close_hub(hub: Hub) -> None:

@@ -4,6 +4,12 @@ cassandra-driver is callback based and runs its own I/O thread. :class:`Cassandr
 bridges its ``ResponseFuture`` to asyncio futures, prepares each statement once, and
 turns driver failures into :class:`~hub.errors.Unavailable` so callers answer 503
 instead of 500.
+
+Every statement, batches included, runs at ``[cassandra] consistency`` (the default
+execution profile carries it; nothing here overrides it per statement), routed token
+aware over DC-aware round robin. Statements that may run twice to the same effect are
+marked idempotent, and only those are retried on another node (:class:`IdempotentRetry`).
+docs/design.md, Consistency, says why each read sees the writes it must.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cassandra import OperationTimedOut, RequestExecutionException
+from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException, WriteType
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -25,8 +32,8 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.connection import ConnectionException
-from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
 
 from hub.config import CassandraSettings
 from hub.errors import Unavailable
@@ -69,13 +76,70 @@ class _OneLinePerOutage(logging.Filter):
 _RECONNECT_LOG = _OneLinePerOutage()
 
 
+_LEVELS = {
+    "one": ConsistencyLevel.ONE, "quorum": ConsistencyLevel.QUORUM, "local_quorum": ConsistencyLevel.LOCAL_QUORUM,
+    "local_one": ConsistencyLevel.LOCAL_ONE, "all": ConsistencyLevel.ALL,
+}
+
+# A write that may not run twice: a lightweight transaction (IF ...), a counter or a list
+# changed relative to itself (x = x + ...), a value made by the server at each run (now()).
+_NOT_TWICE = re.compile(r"\bIF\b|\b(\w+)\s*=\s*\1\s*[-+]|=\s*\[.*\]\s*\+|\b(now|uuid)\s*\(", re.IGNORECASE)
+
+
+def is_idempotent(cql: str) -> bool:
+    """Whether running ``cql`` twice (with the same client timestamp, as a retry does)
+    leaves the same rows as running it once: reads, and writes of given values or deletes.
+    Schema statements are not retried (the driver waits for schema agreement itself)."""
+    verb = cql.lstrip().split(None, 1)[0].upper() if cql.strip() else ""
+    if verb == "SELECT":
+        return True
+    return verb in ("INSERT", "UPDATE", "DELETE") and not _NOT_TWICE.search(cql)
+
+
+class IdempotentRetry(RetryPolicy):
+    """The driver's default policy, except that only idempotent statements are retried
+    after they may have been applied, and on the next node rather than the same one.
+
+    The default retries every statement after a connection error (one may have been
+    applied), and retries no write that timed out but a batch log's. Here an idempotent
+    statement is tried once more on the next node of the plan after a write timeout or a
+    connection error (a node killed mid-request), so a node going down costs no 503; a
+    statement that may not run twice is answered with the error. Unavailable (too few
+    replicas alive: nothing was applied) and read timeouts keep the default (one retry).
+    A retry keeps the statement's consistency: never a lower one.
+    """
+
+    def on_write_timeout(self, query: Any, consistency: Any, write_type: Any, required_responses: int,
+                         received_responses: int, retry_num: int) -> tuple[int, Any]:
+        if retry_num == 0 and write_type == WriteType.BATCH_LOG:
+            return self.RETRY, consistency  # the batch log was not written: nothing applied yet
+        if retry_num == 0 and getattr(query, "is_idempotent", False):
+            return self.RETRY_NEXT_HOST, consistency
+        return self.RETHROW, None
+
+    def on_request_error(self, query: Any, consistency: Any, error: Any, retry_num: int) -> tuple[int, Any]:
+        if getattr(query, "is_idempotent", False):
+            return self.RETRY_NEXT_HOST, consistency  # the plan ends after the last live node
+        return self.RETHROW, None
+
+
 def make_cluster(settings: CassandraSettings) -> Cluster:
     logging.getLogger("cassandra.pool").addFilter(_RECONNECT_LOG)
     kwargs: dict[str, Any] = {}
     if settings.protocol_version is not None:
         kwargs["protocol_version"] = settings.protocol_version
+    level = _LEVELS[settings.level]
+    # Token aware: the coordinator is a replica of the partition (a prepared statement's
+    # routing key comes from the table's metadata with protocol 3, from the server with 4
+    # and up). DC-aware: only nodes of the local datacenter are used (remote ones are
+    # ignored); without local_dc that is the datacenter of the first contact point to answer.
+    routing = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc or ""))
     profile = ExecutionProfile(
-        load_balancing_policy=RoundRobinPolicy(), request_timeout=settings.request_timeout, row_factory=named_rows
+        load_balancing_policy=routing, retry_policy=IdempotentRetry(), consistency_level=level,
+        # For a lightweight transaction's Paxos round, should one ever be added.
+        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL if settings.level.startswith("local_")
+        else ConsistencyLevel.SERIAL,
+        request_timeout=settings.request_timeout, row_factory=named_rows,
     )
     return Cluster(
         contact_points=list(settings.hosts),
@@ -133,11 +197,16 @@ class Cassandra:
         pending = self._preparing.get(cql)
         if pending is None:
             text = cql.replace("{ks}", self.keyspace).replace("%s", "?")
-            pending = asyncio.ensure_future(asyncio.to_thread(self.session.prepare, text))
+            pending = asyncio.ensure_future(asyncio.to_thread(self._prepare, text))
             self._preparing[cql] = pending
             pending.add_done_callback(functools.partial(self._prepared_or_failed, cql))
         stmt = await asyncio.shield(pending)
         self._prepared[cql] = stmt
+        return stmt
+
+    def _prepare(self, text: str) -> PreparedStatement:
+        stmt = self.session.prepare(text)
+        stmt.is_idempotent = is_idempotent(text)  # bound statements take it from here
         return stmt
 
     def _prepared_or_failed(self, cql: str, done: asyncio.Future[PreparedStatement]) -> None:
@@ -150,7 +219,11 @@ class Cassandra:
     async def execute(self, cql: str, params: Sequence[Any] | None = None, *, fetch_size: int | None = None) -> list[Any]:
         """Run one statement (prepared when it has parameters) and return all its rows."""
         try:
-            stmt: Any = await self.prepare(cql) if params is not None else cql.replace("{ks}", self.keyspace)
+            if params is not None:
+                stmt: Any = await self.prepare(cql)
+            else:
+                text = cql.replace("{ks}", self.keyspace)
+                stmt = SimpleStatement(text, is_idempotent=is_idempotent(text))
             if fetch_size is not None and params is not None:
                 stmt = stmt.bind(params)
                 stmt.fetch_size = fetch_size
@@ -177,11 +250,19 @@ class Cassandra:
         await asyncio.gather(*(one(p) for p in params_list))
 
     async def batch(self, statements: Iterable[tuple[str, Sequence[Any]]], *, logged: bool = True) -> None:
-        """A batch: logged when rows in several tables must land together or not at all."""
+        """A batch: logged when rows in several tables must land together or not at all.
+
+        A logged batch that the coordinator accepted (its batch log written on other nodes)
+        is applied whole, even if the answer is a timeout: the batch log replays it. It is
+        idempotent when every statement in it is, and retried only then."""
         batch = BatchStatement(batch_type=BatchType.LOGGED if logged else BatchType.UNLOGGED)
         try:
+            idempotent = True
             for cql, params in statements:
-                batch.add(await self.prepare(cql), params)
+                stmt = await self.prepare(cql)
+                idempotent = idempotent and stmt.is_idempotent
+                batch.add(stmt, params)
+            batch.is_idempotent = idempotent
             await _result(self.session.execute_async(batch, timeout=self.timeout))
         except _DRIVER_ERRORS as e:
             raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e

@@ -106,6 +106,18 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST = MIGRATIONS[-1].version
 
 
+def replication_of(settings: CassandraSettings) -> str:
+    """The keyspace's replication map: NetworkTopologyStrategy with a factor per datacenter
+    when ``[cassandra] replication`` names them, else SimpleStrategy with
+    ``replication_factor`` (both as Cassandra 2.1 has them). Only a new keyspace takes it:
+    an existing one keeps its map (change it with ALTER KEYSPACE, then repair)."""
+    if settings.replication:
+        # The loader allows only letters, digits and _ . - in the names: safe in quotes.
+        factors = ", ".join(f"'{dc}': {n}" for dc, n in settings.replication)
+        return f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
+    return f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
+
+
 async def current_version(db: Cassandra) -> int:
     try:
         found = await db.execute("SELECT version FROM {ks}.schema_migrations")
@@ -118,10 +130,7 @@ async def migrate(settings: CassandraSettings, progress: Callable[[str], None] =
     """Create or upgrade ``settings.keyspace``. Returns the versions applied now."""
     db = await Cassandra.connect(settings, keyspace=settings.keyspace)
     try:
-        await db.execute(
-            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {settings.replication_factor}}}"
-        )
+        await db.execute("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = " + replication_of(settings))
         await db.execute(MIGRATIONS[0].statements[0])
         done = {r.version for r in await db.execute("SELECT version FROM {ks}.schema_migrations")}
         applied: list[int] = []

@@ -40,7 +40,7 @@ def worker_config(settings: Settings, path: Path) -> None:
     text = (ROOT / "config.toml").read_text()
     subs = {
         r'(?m)^url = "redis://.*"$': f'url = "{settings.redis.url}"',
-        r'(?m)^key_prefix = .*$': f'key_prefix = "{settings.redis.key_prefix}"',
+        r'(?m)^#? ?key_prefix = .*$': f'key_prefix = "{settings.redis.key_prefix}"',
         r'(?m)^keyspace = .*$': f'keyspace = "{settings.cassandra.keyspace}"',
         r'(?m)^hosts = .*$': "hosts = [" + ", ".join(f'"{h}"' for h in settings.cassandra.hosts) + "]",
         r'(?m)^port = 9042$': f"port = {settings.cassandra.port}",
