@@ -81,17 +81,20 @@ async def _post(origin: str, settings: Settings, **activity: object) -> None:
 
 
 async def test_live_inbox_in_chromium(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """/demo is the <hub-inbox> element: live groups, marks across tabs, a resume after the
+    network drops (tests/integration/test_inbox_browser.py goes further)."""
     origin, settings = served
     bob = uid("bob")
     url = f"{origin}/demo?token={token(settings, bob)}"
+    rows = "[...document.querySelector('hub-inbox').shadowRoot.querySelectorAll('li')]"
+    badge = "document.querySelector('hub-inbox').shadowRoot.querySelector('.count').textContent"
     ctx = await browser.new_context()
     tab1, tab2 = await ctx.new_page(), await ctx.new_page()
     errors: list[str] = []
     for p in (tab1, tab2):
         p.on("pageerror", lambda e: errors.append(str(e)))
         await p.goto(url)
-        await p.wait_for_selector("#status.live", timeout=10_000)
-    assert await tab1.text_content("#bell-count") == "0"
+        await p.wait_for_selector("hub-inbox[data-status=live]", timeout=10_000)
 
     # Activities posted through the API appear live, grouped.
     await _post(origin, settings, actor="alice", verb="like", object="photo:42", to=[f"notification:{bob}"])
@@ -99,29 +102,24 @@ async def test_live_inbox_in_chromium(served, browser) -> None:  # type: ignore[
         await _post(origin, settings, actor=actor, verb="like", object="photo:42", to=[f"notification:{bob}"])
     await _post(origin, settings, actor="fay", verb="comment", object="photo:7", to=[f"notification:{bob}"])
     for p in (tab1, tab2):
-        await p.wait_for_function("document.querySelectorAll('#groups li').length === 2", timeout=10_000)
-        await p.wait_for_function(
-            "document.querySelector('#groups li:nth-child(2) .text').textContent"
-            ".startsWith('erin and 3 others liked photo:42')", timeout=10_000)
-        await p.wait_for_function("document.querySelector('#bell-count').textContent === '2'", timeout=10_000)
-    assert (await tab1.text_content("#groups li:first-child .text") or "").startswith("fay commented on photo:7")
+        await p.wait_for_function(f"{rows}.length === 2 && {badge} === '2'", timeout=10_000)
+        texts = await p.evaluate(f"{rows}.map(li => li.querySelector('.text').textContent)")
+        assert texts == ["fay commented on photo:7", "erin and 3 others liked photo:42"]
 
-    # Mark one group read in tab 1: tab 2's bell follows over the websocket.
-    await tab1.click("#groups li:nth-child(2) button.mark-read")
-    await tab1.wait_for_function("document.querySelector('#bell-count').textContent === '1'", timeout=10_000)
-    await tab2.wait_for_function("document.querySelector('#bell-count').textContent === '1'", timeout=10_000)
-    await tab1.click("#mark-all-seen")
-    await tab2.wait_for_function("document.querySelector('#unseen-count').textContent === '0'", timeout=10_000)
+    # Mark one group read in tab 1: tab 2's bell follows.
+    await tab1.click("hub-inbox button.bell")
+    await tab1.locator("hub-inbox li button.open").nth(1).click()
+    for p in (tab1, tab2):
+        await p.wait_for_function(f"{badge} === '1'", timeout=10_000)
 
     # The network drops: an activity posted meanwhile arrives after the reconnect (resume).
     await ctx.set_offline(True)
-    await tab2.evaluate("window.inbox.ws && window.inbox.ws.close()")
-    await tab2.wait_for_function("!document.querySelector('#status').classList.contains('live')", timeout=5_000)
+    await tab2.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
     await _post(origin, settings, actor="gus", verb="follow", object=f"user:{bob}", to=[f"notification:{bob}"])
     await ctx.set_offline(False)
-    await tab2.wait_for_function("document.querySelectorAll('#groups li').length === 3", timeout=20_000)
-    assert (await tab2.text_content("#groups li:first-child .text") or "").startswith("gus followed")
-    await tab2.wait_for_selector("#status.live", timeout=10_000)
+    await tab2.wait_for_function(f"{rows}.length === 3", timeout=20_000)
+    assert (await tab2.evaluate(f"{rows}[0].querySelector('.text').textContent")).startswith("gus followed")
+    await tab2.wait_for_selector("hub-inbox[data-status=live]", timeout=10_000)
     await tab2.screenshot(path=tempfile.gettempdir() + "/hub-demo.png")
     assert errors == []
     await ctx.close()

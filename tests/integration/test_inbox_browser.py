@@ -1,0 +1,199 @@
+# ruff: noqa: F811  (the fixtures of test_browser.py, imported, are parameters here)
+"""hub-client.js and <hub-inbox> (web/static) in a real headless Chromium, against the real
+app, gateway and worker (fixtures of tests/integration/test_browser.py).
+
+axe-core comes from the npm registry (``npm pack``) into ~/.cache/hub, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import uid
+from tests.helpers import token
+from tests.integration.test_browser import _post, browser, served  # noqa: F401  (fixtures)
+
+AXE_VERSION = "4.10.2"
+CACHE = Path.home() / ".cache" / "hub" / "axe-core"
+
+# The element's shadow DOM, read from the page.
+ROWS = "[...document.querySelector('hub-inbox').shadowRoot.querySelectorAll('li')]"
+TEXTS = f"{ROWS}.map(li => li.querySelector('.text').textContent)"
+BADGE = "document.querySelector('hub-inbox').shadowRoot.querySelector('.count')"
+
+
+def axe_source() -> str:
+    js = CACHE / AXE_VERSION / "axe.min.js"
+    if not js.exists():
+        js.parent.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["npm", "pack", f"axe-core@{AXE_VERSION}", "--pack-destination", str(js.parent)],
+                             check=True, capture_output=True, text=True, timeout=300)
+        tgz = js.parent / out.stdout.strip().splitlines()[-1]
+        with tarfile.open(tgz) as tar:
+            member = tar.extractfile("package/axe.min.js")
+            assert member is not None
+            js.write_bytes(member.read())
+    return js.read_text()
+
+
+async def _page(ctx: Any, url: str, errors: list[str]) -> Any:
+    p = await ctx.new_page()
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    await p.goto(url)
+    await p.wait_for_selector("hub-inbox[data-status=live]", timeout=10_000)
+    return p
+
+
+async def _wait(p: Any, js: str, timeout: int = 10_000) -> None:
+    await p.wait_for_function(js, timeout=timeout)
+
+
+async def test_element_text_marks_and_accessibility(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    assert await p.locator("hub-inbox .count").is_hidden()
+
+    for actor in ("alice", "carol", "dan", "erin"):
+        await _post(origin, settings, actor=actor, verb="like", object="photo:42", to=[f"notification:{bob}"])
+    await _post(origin, settings, actor="fay", verb="comment", object="photo:7", to=[f"notification:{bob}"])
+    await _wait(p, f"{ROWS}.length === 2 && {BADGE}.textContent === '2'")
+    texts = await p.evaluate(TEXTS)
+    assert texts == ["fay commented on photo:7", "erin and 3 others liked photo:42"]
+    # The bell announced the new notifications politely.
+    live = p.locator("hub-inbox [role=status]")
+    assert await live.get_attribute("aria-live") == "polite"
+    assert re.fullmatch(r"\d+ new notifications?", await live.text_content() or "")
+    assert await p.locator("hub-inbox button.bell").get_attribute("aria-label") == "Notifications, 2 unread"
+
+    # A template per verb, set from JavaScript.
+    await p.evaluate("() => { customElements.get('hub-inbox').templates.comment = c => `${c.subject} wrote on ${c.object}`; }")
+    await p.evaluate("document.querySelector('hub-inbox').setAttribute('locale', 'en-GB')")
+    assert (await p.evaluate(TEXTS))[0] == "fay wrote on photo:7"
+
+    # Opening the panel marks everything seen; clicking a group marks it read.
+    await p.click("hub-inbox button.bell")
+    await _wait(p, "document.querySelector('hub-inbox').feed.state.unseen === 0")
+    await p.keyboard.press("Tab")  # from the selected tab into the list
+    await p.locator("hub-inbox li button.open").nth(1).click()
+    await _wait(p, f"{BADGE}.textContent === '1'")
+    assert await p.locator("hub-inbox li.unread").count() == 1
+
+    # No serious or critical accessibility violation, panel open.
+    await p.add_script_tag(content=axe_source())
+    result = await p.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    bad = [(v["id"], v["impact"]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert bad == []
+    await p.keyboard.press("Escape")
+    assert await p.locator("hub-inbox .panel").is_hidden()
+    assert errors == []
+    await ctx.close()
+
+
+async def test_tabs_share_one_connection_and_hand_over(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    url = f"{origin}/demo?token={token(settings, bob)}"
+    errors: list[str] = []
+    sockets: dict[str, list[Any]] = {"t1": [], "t2": []}
+    ctx = await browser.new_context()
+    t1 = await _page(ctx, url, errors)
+    t1.on("websocket", lambda ws: sockets["t1"].append(ws))
+    t2 = await ctx.new_page()
+    t2.on("websocket", lambda ws: sockets["t2"].append(ws))
+    t2.on("pageerror", lambda e: errors.append(str(e)))
+    await t2.goto(url)
+    await t2.wait_for_selector("hub-inbox[data-status=live]", timeout=10_000)  # the holder's status
+    await asyncio.sleep(0.5)
+    assert sockets["t2"] == []  # the follower opened no connection
+
+    await _post(origin, settings, actor="alice", verb="like", object="photo:1", to=[f"notification:{bob}"])
+    await _post(origin, settings, actor="carol", verb="comment", object="photo:2", to=[f"notification:{bob}"])
+    for p in (t1, t2):
+        await _wait(p, f"{ROWS}.length === 2 && {BADGE}.textContent === '2'")
+
+    # A mark made in the follower reaches the holder (and back).
+    await t2.click("hub-inbox button.bell")
+    await t2.locator("hub-inbox li button.open").first.click()
+    for p in (t1, t2):
+        await _wait(p, f"{BADGE}.textContent === '1' && {ROWS}.filter(li => li.classList.contains('unread')).length === 1")
+
+    # The holder goes away: the other tab holds the connection within 2 s.
+    started = time.monotonic()
+    await t1.close()
+    await t2.wait_for_event("websocket", timeout=2_000)
+    await t2.wait_for_selector("hub-inbox[data-status=live]", timeout=2_000)
+    assert time.monotonic() - started < 2.0
+    await _post(origin, settings, actor="dan", verb="follow", object=f"user:{bob}", to=[f"notification:{bob}"])
+    await _wait(t2, f"{ROWS}.length === 3")
+    assert (await t2.evaluate(TEXTS))[0] == f"dan followed user:{bob}"
+    assert errors == []
+    await ctx.close()
+
+
+async def test_offline_then_online_each_missed_group_once(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    await _post(origin, settings, actor="alice", verb="like", object="photo:1", to=[f"notification:{bob}"])
+    await _wait(p, f"{ROWS}.length === 1")
+
+    await ctx.set_offline(True)
+    await p.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
+    await _post(origin, settings, actor="carol", verb="like", object="photo:1", to=[f"notification:{bob}"])
+    for n in range(5):
+        await _post(origin, settings, actor=f"u{n}", verb="comment", object=f"post:{n}", to=[f"notification:{bob}"])
+    await asyncio.sleep(1.0)  # let the worker fan them out while the page is away
+    await ctx.set_offline(False)
+    await _wait(p, f"{ROWS}.length === 6", timeout=20_000)
+    ids = await p.evaluate(f"{ROWS}.map(li => li.dataset.id)")
+    assert len(ids) == len(set(ids)) == 6
+    texts = await p.evaluate(TEXTS)
+    assert texts[:5] == [f"u{n} commented on post:{n}" for n in (4, 3, 2, 1, 0)]
+    assert texts[5] == "carol and 1 other liked photo:1"
+    assert await p.get_attribute("hub-inbox", "data-status") == "live"
+    assert errors == []
+    await ctx.close()
+
+
+async def test_token_expiring_while_open_is_refreshed_without_gap(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    ctx = await browser.new_context()
+    p = await ctx.new_page()
+    issued: list[float] = []
+
+    def fresh() -> str:
+        issued.append(time.monotonic())
+        return token(settings, bob, ttl=3)
+
+    await p.expose_function("freshToken", fresh)
+    await p.goto(f"{origin}/healthz")  # any page of the origin
+    await p.evaluate("""async (t) => {
+        const { HubClient } = await import('/static/hub-client.js');
+        window.hub = new HubClient({ url: location.origin, token: t, refreshToken: () => window.freshToken() });
+        window.seen = []; window.statuses = [];
+        window.hub.feed('notification').subscribe(s => {
+            if (window.statuses.at(-1) !== s.status) window.statuses.push(s.status);
+            window.seen = s.entries.map(e => e.actors[0]);
+        });
+    }""", token(settings, bob, ttl=3))
+    await _wait(p, "window.statuses.includes('live')")
+    for n in range(8):  # across at least two expiries
+        await _post(origin, settings, actor=f"a{n}", verb="follow", object=f"user:{bob}", to=[f"notification:{bob}"])
+        await asyncio.sleep(0.9)
+    await _wait(p, "window.seen.length === 1 && window.hub.feed('notification').state.entries[0].actor_count === 8")
+    assert len(issued) >= 2
+    assert await p.evaluate("window.statuses") == ["connecting", "live"]  # never dropped
+    await p.evaluate("window.hub.close()")
+    await ctx.close()
