@@ -16,6 +16,7 @@ from aiohttp import web
 
 from hub.config import Settings
 from hub.core import Hub
+from realtime import sse
 from realtime.gateway import Gateway, origin_allowed
 
 GATEWAY = web.AppKey("realtime_gateway", Gateway)
@@ -25,8 +26,9 @@ __all__ = ["GATEWAY", "PATH", "Gateway", "origin_allowed", "setup"]
 
 
 def setup(app: web.Application, settings: Settings, get_hub: Callable[[web.Application], Hub], *,
-          queue_size: int = 256, heartbeat: float = 30.0, replay_limit: int = 100) -> None:
-    """Add ``GET /v1/realtime`` to ``app``. Its Gateway is built and started after the app's
+          queue_size: int = 256, heartbeat: float = 30.0, replay_limit: int = 100,
+          sse_heartbeat: float = sse.HEARTBEAT) -> None:
+    """Add ``GET /v1/realtime`` and ``GET /v1/realtime/sse`` (realtime/sse.py) to ``app``. Its Gateway is built and started after the app's
     own start-up (when ``get_hub(app)`` has a Hub) and kept under ``app[GATEWAY]``."""
 
     async def start(app: web.Application) -> None:
@@ -42,6 +44,10 @@ def setup(app: web.Application, settings: Settings, get_hub: Callable[[web.Appli
     async def handle(request: web.Request) -> web.StreamResponse:
         return await request.app[GATEWAY].handle(request)
 
+    async def handle_sse(request: web.Request) -> web.StreamResponse:
+        return await sse.handle(request.app[GATEWAY], request, heartbeat=sse_heartbeat)
+
     app.router.add_get(PATH, handle)
+    app.router.add_get(sse.PATH, handle_sse)
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
