@@ -29,6 +29,7 @@ from hub.errors import InvalidActivity, NotFound, Unavailable
 from hub.ops.fanout import enqueue_remove, queue_fanout, queue_own_feeds
 from hub.ops.groupcommit import GroupCommit
 from hub.queue import EXISTS, NOTHING_TO_DO
+from hub.storage import activities as activity_store
 from hub.storage.activities import Stored, StoreResult
 from hub.storage.answers import PendingAnswer
 from hub.storage.foreignids import CLAIM_TTL, Claim, parse_claim, pending_claims
@@ -111,7 +112,7 @@ class Intake:
         ``answer``: the request's answer, written (rendered from what this returns) in
         the group's Cassandra round, unless every activity has a foreign id (then it is
         marked ``idempotent``: a repeat run again answers the same ids)."""
-        claims = dict(zip(incoming.claimants, map(parse_claim, found)))
+        claims = await self._wait_earlier(incoming, dict(zip(incoming.claimants, map(parse_claim, found))))
         if answer is not None and all(a.foreign_id is not None for a in incoming.activities):
             # A repeat run again finds every foreign id and answers the same: no record.
             answer.idempotent, answer = True, None
@@ -120,6 +121,19 @@ class Intake:
 
     async def close(self) -> None:
         await self._cleanups.close()
+
+    async def _wait_earlier(self, incoming: Incoming, claims: dict[str, Claim | None]) -> dict[str, Claim | None]:
+        """Wait (up to ``CLAIM_WAIT``) for the earlier tries whose claims are pending, here,
+        before joining a group: a group waits for no claim, so one slow foreign id never
+        delays the other requests of its app. A claim marked failed is not waited for."""
+        waiting = {aid: c for aid, c in claims.items() if c is not None and not c.confirmed and not c.final}
+        if not waiting:
+            return claims
+        fids = {a.id: a.foreign_id for a in incoming.activities}
+        k = self.hub.activities.keys(incoming.app)
+        ids = self.hub.activities.foreign_ids
+        done = await asyncio.gather(*(ids.wait_confirmed(k, str(fids[aid]), c, activity_store.CLAIM_WAIT) for aid, c in waiting.items()))
+        return claims | dict(zip(waiting, done))
 
     async def _commit(self, app: str, items: list[_Item]) -> list[Stored]:
         claimed = {i.activity.id: i.claim for i in items if i.claimed}

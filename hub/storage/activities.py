@@ -81,8 +81,8 @@ class ActivityStore:
         is found (ours is taken back), or an earlier try is settled (waited for, or
         finished under its id when it never stored its activity).
 
-        A failure answers 503 and may leave some of the round written: rows without a
-        marker are fanned out by the retry (the activity is then ``unconfirmed``, and its
+        A failure answers 503, marks this try's claims failed (best effort), and may
+        leave some of the round written: rows without a marker are fanned out by the retry (the activity is then ``unconfirmed``, and its
         rows other than the body are written again), a marker without rows stays for the
         sweep a while in case they land late (hub/ops/fanout.py ``plan_many``). The
         marker is named by this try's smallest id, never by an earlier try's.
@@ -106,61 +106,70 @@ class ActivityStore:
         if not activities:
             return StoreResult([], minute, "")
         chosen, earlier = await self.foreign_ids.stand_ins(k, activities, claimed or {})
-        fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
-        # Named by an id of this try only, so that no earlier try's marker or job shares
-        # its name (hub/storage/pending.py).
-        name = min(a.id for a in activities)
-        named = [a.id for a in fresh] + [c.id for c in earlier.values()]
-        answer_ids = {a.id: a.id if a.foreign_id is None else
-                      earlier[a.foreign_id].id if a.foreign_id in earlier else chosen[a.foreign_id].id
-                      for a in activities}
-        marker, bodies, first, _ = await asyncio.gather(
-            self.markers.mark(app, minute, named, name=name),
-            self._write(app, fresh),
-            self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
-            answered(answer_ids) if answered is not None else asyncio.sleep(0),
-        )
-        # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
-        forgotten = {f: i for f, i in first.items() if i < chosen[f].id}
-        if forgotten:
-            await asyncio.gather(*(self.delete(app, chosen[f]) for f in forgotten))
-        settled = dict(zip([*earlier, *forgotten], await asyncio.gather(
-            *(self._settle(app, k, f, chosen[f], c) for f, c in earlier.items()),
-            *(self._settle(app, k, f, chosen[f], Claim(i, False), wait=False) for f, i in forgotten.items()),
-        )))
-        adopted = [a for a, how in settled.values() if how == "adopted"]
-        unsure = [a for a, how in settled.values() if how == "unconfirmed"]
-        if forgotten:  # the same marker, now naming the earlier ids too; the earlier ids answered
-            fixed = {a.id: first[a.foreign_id] for a in activities if a.foreign_id in forgotten}
-            await asyncio.gather(
-                self.markers.mark(app, minute, named + [a.id for a, _ in settled.values()], name=name),
-                answered(answer_ids | fixed) if answered is not None else asyncio.sleep(0),
+        # This try's own claims (the ones it won): marked failed if it fails, so that a
+        # retry settles it at once instead of waiting CLAIM_WAIT for it. Not those of a
+        # try Redis forgot: the earlier id is the answer there, ours is taken back.
+        mine = [(f, a.id) for f, a in chosen.items() if f not in earlier]
+        forgotten: dict[str, str] = {}
+        try:
+            fresh = [a for f, a in chosen.items() if f not in earlier] + [a for a in activities if a.foreign_id is None]
+            # Named by an id of this try only, so that no earlier try's marker or job shares
+            # its name (hub/storage/pending.py).
+            name = min(a.id for a in activities)
+            named = [a.id for a in fresh] + [c.id for c in earlier.values()]
+            answer_ids = {a.id: a.id if a.foreign_id is None else
+                          earlier[a.foreign_id].id if a.foreign_id in earlier else chosen[a.foreign_id].id
+                          for a in activities}
+            marker, bodies, first, _ = await asyncio.gather(
+                self.markers.mark(app, minute, named, name=name),
+                self._write(app, fresh),
+                self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
+                answered(answer_ids) if answered is not None else asyncio.sleep(0),
             )
-        if adopted or unsure:
-            # An unconfirmed try may have stored only part of its rows (an unlogged
-            # batch that failed half-way): its rows other than the body are written again.
-            written = await asyncio.gather(self._write(app, adopted), self._write(app, unsure, body=False))
-            bodies |= written[0]
-        new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
-        own = trip is None
-        trip = Trip(self.redis) if trip is None else trip
-        self._cache(trip, k, [(a, bodies[a.id]) for a in new], [(f, a.id) for f, (a, _) in settled.items()])
-        if own:
-            await trip.execute()
-        results: list[Stored] = []
-        for a in activities:
-            fid = a.foreign_id
-            if fid is None:
-                results.append(Stored(a, created=True))
-                continue
-            standing = a is chosen[fid]  # the others are duplicates and repeat it
-            if fid in settled and settled[fid][1] != "adopted":
-                found, how = settled[fid]
-                results.append(Stored(found, created=False, unconfirmed=standing and how == "unconfirmed"))
-            else:
-                stored = settled[fid][0] if fid in settled else chosen[fid]
-                results.append(Stored(stored, created=standing))
-        return StoreResult(results, minute, marker)
+            # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
+            forgotten |= {f: i for f, i in first.items() if i < chosen[f].id}
+            if forgotten:
+                await asyncio.gather(*(self.delete(app, chosen[f]) for f in forgotten))
+            settled = dict(zip([*earlier, *forgotten], await asyncio.gather(
+                *(self._settle(app, k, f, chosen[f], c) for f, c in earlier.items()),
+                *(self._settle(app, k, f, chosen[f], Claim(i, False), wait=False) for f, i in forgotten.items()),
+            )))
+            adopted = [a for a, how in settled.values() if how == "adopted"]
+            unsure = [a for a, how in settled.values() if how == "unconfirmed"]
+            if forgotten:  # the same marker, now naming the earlier ids too; the earlier ids answered
+                fixed = {a.id: first[a.foreign_id] for a in activities if a.foreign_id in forgotten}
+                await asyncio.gather(
+                    self.markers.mark(app, minute, named + [a.id for a, _ in settled.values()], name=name),
+                    answered(answer_ids | fixed) if answered is not None else asyncio.sleep(0),
+                )
+            if adopted or unsure:
+                # An unconfirmed try may have stored only part of its rows (an unlogged
+                # batch that failed half-way): its rows other than the body are written again.
+                written = await asyncio.gather(self._write(app, adopted), self._write(app, unsure, body=False))
+                bodies |= written[0]
+            new = [a for a in fresh if a.foreign_id not in forgotten] + adopted
+            own = trip is None
+            trip = Trip(self.redis) if trip is None else trip
+            self._cache(trip, k, [(a, bodies[a.id]) for a in new], [(f, a.id) for f, (a, _) in settled.items()])
+            if own:
+                await trip.execute()
+            results: list[Stored] = []
+            for a in activities:
+                fid = a.foreign_id
+                if fid is None:
+                    results.append(Stored(a, created=True))
+                    continue
+                standing = a is chosen[fid]  # the others are duplicates and repeat it
+                if fid in settled and settled[fid][1] != "adopted":
+                    found, how = settled[fid]
+                    results.append(Stored(found, created=False, unconfirmed=standing and how == "unconfirmed"))
+                else:
+                    stored = settled[fid][0] if fid in settled else chosen[fid]
+                    results.append(Stored(stored, created=standing))
+            return StoreResult(results, minute, marker)
+        except Exception:
+            await self.foreign_ids.failed(k, [(f, i) for f, i in mine if f not in forgotten])
+            raise
 
     async def _settle(
         self, app: str, k: Keys, fid: str, ours: Activity, claim: Claim, *, wait: bool = True

@@ -4,8 +4,11 @@ Two records, for two jobs:
 
 - A claim in Redis (``SET NX GET``) serialises the tries that run at the same time, and
   says how far the claiming try got: ``<id>?`` while it is being stored, ``<id>`` once
-  its rows and its pending fan-out marker are durable. A later try that finds a
-  confirmed claim knows the fan-out of that activity is taken care of.
+  its rows and its pending fan-out marker are durable, ``<id>!`` when it failed (answered
+  503) before that. A later try that finds a confirmed claim knows the fan-out of that
+  activity is taken care of; one that finds a pending claim waits a little for it (the
+  first try may be about to confirm); one that finds a failed claim need not wait: it
+  settles the earlier try at once (hub/storage/activities.py).
 - The ``foreign_ids`` table in Cassandra has a row per try, ``(foreign_id, id)``; the
   smallest id, the earliest try, is the activity. It is the durable answer when Redis
   lost a claim (flush, eviction, or its TTL). Each try writes its row together with the
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,7 +34,19 @@ from hub.storage.redis import Keys
 # Claims are a fast path only (Cassandra has the durable record); a day covers retries.
 CLAIM_TTL = 86400
 _PENDING = "?"
+_FAILED = "!"
 _POLL = 0.02
+
+# A try that failed marks its own pending claims failed, and only those: a claim that was
+# confirmed meanwhile, or that is another try's, is left as it is. The TTL is kept.
+_FAIL = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i - 1] then
+    redis.call('SET', key, ARGV[2 * i], 'KEEPTTL')
+  end
+end
+return 0
+"""
 
 INSERT = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)"
 
@@ -40,6 +55,8 @@ INSERT = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)
 class Claim:
     id: str  # the activity id an earlier try claimed
     confirmed: bool  # its rows and pending marker are durable
+    # Not worth waiting for: its try failed (``<id>!``), or it was waited for already.
+    final: bool = False
 
 
 def parse_claim(raw: Any) -> Claim | None:
@@ -47,7 +64,11 @@ def parse_claim(raw: Any) -> Claim | None:
     if raw is None:
         return None
     value = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return Claim(value[:-1], False) if value.endswith(_PENDING) else Claim(value, True)
+    if value.endswith(_PENDING):
+        return Claim(value[:-1], False)
+    if value.endswith(_FAILED):
+        return Claim(value[:-1], False, final=True)
+    return Claim(value, True)
 
 
 def pending_claims(k: Keys, claims: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -61,6 +82,7 @@ class ForeignIds:
     def __init__(self, db: Cassandra, redis: Redis) -> None:
         self.db = db
         self.redis = redis
+        self._fail = redis.register_script(_FAIL)
 
     async def claim(self, k: Keys, claims: Sequence[tuple[str, str]]) -> list[Claim | None]:
         """Claim each ``(foreign_id, id)``, pending: None where this try got the claim,
@@ -104,16 +126,31 @@ class ForeignIds:
         for fid, aid in stored:
             pipe.set(k.foreign_id(fid), aid, ex=CLAIM_TTL)
 
+    async def failed(self, k: Keys, claims: Sequence[tuple[str, str]]) -> None:
+        """Mark this try's still pending claims ``(foreign_id, id)`` failed, so that a
+        retry settles the try at once instead of waiting for a confirmation that will
+        never come. Best effort (Redis may be what failed): never raises; a claim left
+        pending only makes a retry wait for it."""
+        if not claims:
+            return
+        pending = pending_claims(k, claims)
+        try:
+            await self._fail(keys=[key for key, _ in pending],
+                             args=[v for _, value in pending for v in (value, value[:-1] + _FAILED)])
+        except Exception:  # the failure being answered (503) is the one that matters
+            pass
+
     async def wait_confirmed(self, k: Keys, fid: str, claim: Claim, timeout: float) -> Claim:
-        """The claim once its try confirms it, or as it stands after ``timeout`` seconds
-        (its try died or is slow; a claim that vanished counts as unconfirmed)."""
+        """The claim once its try confirms it or fails, or as it stands after ``timeout``
+        seconds (its try died or is slow; a claim that vanished counts as unconfirmed).
+        What is returned is ``final``: it is not waited for again."""
         deadline = time.monotonic() + timeout
-        while not claim.confirmed and time.monotonic() < deadline:
+        while not claim.confirmed and not claim.final and time.monotonic() < deadline:
             await asyncio.sleep(_POLL)
             now = parse_claim(await self.redis.get(k.foreign_id(fid)))
             if now is not None and now.id == claim.id:
                 claim = now
-        return claim
+        return replace(claim, final=True)
 
     async def first_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
         """The durable activity id of each known foreign id (its earliest try), one

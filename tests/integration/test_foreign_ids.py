@@ -9,6 +9,7 @@ import pytest
 
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
+from hub.errors import Unavailable
 from hub.ops import intake
 from hub.queue import FANOUT, HIGH, queue_name
 from hub.storage import activities
@@ -124,14 +125,15 @@ async def test_requests_of_one_group_sharing_a_foreign_id_answer_the_claim_winne
     try:
         first = accepting.prepare(APP, [like(alice, fid)], batch=False)
         second = accepting.prepare(APP, [like(alice, fid)], batch=False)
-        # The second request won the claim; the first saw it pending, but is ahead of it
-        # in the group (both are submitted before the group starts).
+        # The second request won the claim; the first saw it pending and waits for it
+        # before joining a group (a group waits for no claim), so it is not stuck behind
+        # a group that only its own group would let go.
         won, lost = await gate_claims(hub, second), await gate_claims(hub, first)
         assert won == [None] and lost == [second.activities[0].id + "?"]
         answers = await asyncio.wait_for(
             asyncio.gather(accepting.accept(first, lost), accepting.accept(second, won)), timeout=10
         )
-        assert accepting.groups.groups == 1
+        assert accepting.groups.groups == 2
     finally:
         await accepting.close()
     winner = second.activities[0].id
@@ -154,3 +156,60 @@ async def test_a_request_whose_claim_found_an_earlier_try_repeats_it(hub: Hub) -
         await accepting.close()
     assert answer["id"] == first
     assert await hub.activities.user_activity_ids(APP, alice, 10) == [first]
+
+
+async def test_a_try_that_fails_marks_its_claim_failed_and_its_retry_does_not_wait(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activities, "CLAIM_WAIT", 30.0)  # what waiting for the failed try would cost
+    alice, fid = uid("alice"), uid("like")
+
+    async def cassandra_fails(*_args: object, **_kwargs: object) -> str:
+        raise Unavailable("Cassandra: OperationTimedOut")
+
+    with monkeypatch.context() as m:  # the first try's marker write fails: it answers 503
+        m.setattr(hub.activities.markers, "mark", cassandra_fails)
+        with pytest.raises(Unavailable):
+            await post(hub, like(alice, fid))
+    value = await claim_value(hub, fid)
+    assert value is not None and value.endswith("!")  # failed, not pending
+    first = value[:-1]
+    started = asyncio.get_running_loop().time()
+    assert await post(hub, like(alice, fid)) == first  # the first try's id
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await job_queued(hub, first)
+    assert await claim_value(hub, fid) == first  # confirmed
+    assert await hub.activities.user_activity_ids(APP, alice, 10) == [first]
+
+
+async def test_requests_waiting_for_earlier_tries_delay_no_other_request(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activities, "CLAIM_WAIT", 3.0)
+    alice, bob = uid("alice"), uid("bob")
+    # As many requests as an app has groups at a time, each finding the claim of a try
+    # that died before storing anything (pending for good): inside the groups, their
+    # waits would hold every group and the next request behind them.
+    fids = [uid("like") for _ in range(intake.GROUP_CONCURRENCY)]
+    dead = [hub.ids.new() for _ in fids]
+    await hub.activities.foreign_ids.claim(hub.activities.keys(APP), list(zip(fids, dead)))
+    accepting = intake.Intake(hub)
+    try:
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for fid in fids:
+            slow = accepting.prepare(APP, [like(alice, fid)], batch=False)
+            waiting.append(asyncio.create_task(accepting.accept(slow, await gate_claims(hub, slow))))
+            await asyncio.sleep(0.1)
+        fast = accepting.prepare(APP, [like(bob, uid("like"))], batch=False)
+        started = loop.time()
+        (answer,) = await accepting.accept(fast, await gate_claims(hub, fast))
+        fast_took = loop.time() - started
+        slow_answers = await asyncio.gather(*waiting)
+    finally:
+        await accepting.close()
+    assert answer["id"] == fast.activities[0].id
+    assert fast_took < 1.5, fast_took  # not behind the 3 s waits
+    assert [a[0]["id"] for a in slow_answers] == dead  # finished under the dead tries' ids
+    for d in dead:
+        assert await job_queued(hub, d)

@@ -102,14 +102,18 @@ async def test_a_retry_whose_marker_was_swept_early_is_still_fanned_out(hub: Hub
                              time=datetime(2026, 1, 1, tzinfo=timezone.utc))
 
     async with running_worker(settings):
-        # First try: Cassandra is unreachable for it; it answers 503 with its claim pending.
+        # First try: Cassandra is unreachable for it; it answers 503 with its claim marked
+        # failed. Left pending instead (as when Redis failed too, so the mark was lost),
+        # the retry waits for it: the window this test is about.
         async with hub_through_cut_relay(settings) as down:
             with pytest.raises(Unavailable):
                 await intake.accept(down, APP, [activity()], batch=False)
-        raw = await hub.redis.get(hub.activities.keys(APP).foreign_id(fid))
+        key = hub.activities.keys(APP).foreign_id(fid)
+        raw = await hub.redis.get(key)
         claim = raw.decode() if isinstance(raw, bytes) else str(raw)
-        assert claim.endswith("?")
+        assert claim.endswith("!")
         first = claim[:-1]
+        await hub.redis.set(key, first + "?", keepttl=True)
         assert first not in await pending_ids(hub)
 
         # The retry: it marks the first try's id, then waits (up to 3 s) for that claim.
