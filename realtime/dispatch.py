@@ -21,6 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from hub.storage.changes import REFRESH_EVERY, ChangeLog, parse_cursor
+from hub.storage.outage import DEPENDENCY_DOWN, OutageLog
 from realtime.conn import Conn, Cursor, dumps
 from realtime.frames import FeedView
 
@@ -44,6 +45,10 @@ class Dispatcher:
         self._redis: aioredis.Redis | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: list[asyncio.Task[None]] = []
+        # Redis down: one line when the subscription is lost and one when it is back, not
+        # a traceback per resubscribe attempt (one a second); likewise for the refresh.
+        self.outage = OutageLog("Redis (realtime subscription)", log)
+        self._refresh_outage = OutageLog("Redis (realtime online feeds)", log)
 
     async def start(self) -> None:
         # A client of its own for the subscription: it blocks on reads (no socket timeout).
@@ -81,6 +86,7 @@ class Dispatcher:
             try:
                 ps = self._redis.pubsub(ignore_subscribe_messages=True)
                 await ps.subscribe(self.log.channel)
+                self.outage.recovered()
                 self.ready.set()
                 prev: asyncio.Task[None] | None = None
                 try:
@@ -101,7 +107,10 @@ class Dispatcher:
                         await ps.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except DEPENDENCY_DOWN as e:
+                self.outage.failed(e)
+                await asyncio.sleep(1)
+            except Exception:  # a bug, not an outage: loud
                 log.exception("realtime subscription failed; resubscribing")
                 await asyncio.sleep(1)
 
@@ -114,8 +123,12 @@ class Dispatcher:
             for app, feeds in by_app.items():
                 try:
                     await self.log.refresh_online(app, feeds)
+                except DEPENDENCY_DOWN as e:
+                    self._refresh_outage.failed(e)
                 except Exception:
                     log.exception("refreshing online feeds failed")
+                else:
+                    self._refresh_outage.recovered()
 
     # -- one batch -------------------------------------------------------------------------
 

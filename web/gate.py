@@ -10,6 +10,7 @@ import logging
 from redis.asyncio import Redis
 
 from hub.background import Background
+from hub.storage.outage import OutageLog
 from hub.storage.redis import REDIS_DOWN
 from hub.storage.scriptbatch import ScriptBatch
 
@@ -69,6 +70,7 @@ class SignedScripts:
         self._redis = redis
         self.gate = ScriptBatch(redis, redis.register_script(_GATE))
         self.touched: dict[str, float] = {}  # hub/storage/answers.py WebhookAnswers
+        self.answers_down = OutageLog("Cassandra (webhook answers)", log)  # web/signed.py
         self._record = ScriptBatch(redis, redis.register_script(_RECORD))
         self._keeping = Background()
 

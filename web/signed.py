@@ -25,6 +25,7 @@ from hub.config import AppSettings
 from hub.domain.signing import verify
 from hub.errors import HubError, NotFound, RateLimited, TooLarge, Unavailable
 from hub.storage.answers import ANSWER_TTL, PendingAnswer, WebhookAnswers
+from hub.storage.outage import DEPENDENCY_DOWN
 from hub.storage.redis import REDIS_DOWN, Keys
 from web.errors import error_response
 from web.gate import RECENT, UNKNOWN, SignedScripts
@@ -169,8 +170,12 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
             if pending is None or not (pending.idempotent or pending.written == record):
                 try:
                     await answers.keep(app.id, webhook_id, record)
-                except Exception as e:  # the work is done: answer it (Redis keeps it, as before)
+                except (Unavailable, *DEPENDENCY_DOWN) as e:  # the work is done: answer it (Redis keeps it)
+                    scripts.answers_down.failed(e)  # one line per outage, not one per request
+                except Exception as e:
                     log.warning("answer to %s not kept in Cassandra: %s", replay_key, e)
+                else:
+                    scripts.answers_down.recovered()
         return resp
 
     return handler
