@@ -37,6 +37,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, Simple
 
 from hub.config import CassandraSettings
 from hub.errors import Unavailable
+from hub.storage.outage import CASSANDRA_NOT_NOW
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ except ImportError:  # pragma: no cover - depends on how the driver was built
 
 # Failures of availability (answer 503 and let the client retry). A malformed statement
 # (InvalidRequest) is a bug and is left to surface as one.
-_DRIVER_ERRORS = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, OSError)
+_DRIVER_ERRORS = (NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, OSError, *CASSANDRA_NOT_NOW)
 
 
 class _OneLinePerOutage(logging.Filter):
