@@ -20,8 +20,13 @@ REMOVE_DEPTH = 5000
 
 
 async def follow(hub: Hub, app: str, follower: str, followee: str, copy: int) -> bool:
-    """Returns False when the follow already existed (nothing changes)."""
-    if await hub.follows.get(app, follower, followee) is not None:
+    """Returns False when the follow already existed (nothing changes but the cache,
+    which is made sure to hold it)."""
+    existing = await hub.follows.get(app, follower, followee)
+    if existing is not None:
+        # It may exist only because an earlier try, answered 503, had its logged batch
+        # replayed from the batch log: that try never added the follower to the cache.
+        await hub.follows.reassert(app, existing, "add")
         return False
     newest = await hub.activities.user_activity_ids(app, followee, 1)
     await hub.follows.add(app, Follow(follower, followee, newest[0] if newest else None, copy))
@@ -40,6 +45,8 @@ async def follow(hub: Hub, app: str, follower: str, followee: str, copy: int) ->
 async def unfollow(hub: Hub, app: str, follower: str, followee: str, keep_history: bool) -> bool:
     existing = await hub.follows.get(app, follower, followee)
     if existing is None:
+        # As in follow: an earlier try's unfollow may have been replayed without its cache change.
+        await hub.follows.reassert(app, Follow(follower, followee, None, 0), "remove")
         return False
     newest = await hub.activities.user_activity_ids(app, followee, 1)
     until = newest[0] if newest else None

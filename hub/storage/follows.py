@@ -111,6 +111,13 @@ class FollowStore:
         await self.db.batch(stmts)
         await self._changed(app, follow, "remove")
 
+    async def reassert(self, app: str, follow: Follow, how: str) -> None:
+        """Apply a follow's (``add``) or an unfollow's (``remove``) change to the cached set
+        again; idempotent. For the retry of a follow or unfollow that was answered 503 after
+        its logged batch reached the batch log: Cassandra replays the batch whole, but that
+        try never changed the cache (docs/design.md, Consistency)."""
+        await self._changed(app, follow, how)
+
     async def _changed(self, app: str, follow: Follow, how: str) -> None:
         k = self.keys(app)
         keys = [k.followers(follow.followee), k.followers_changes(follow.followee)]

@@ -75,3 +75,28 @@ async def test_a_large_follower_list_is_cached_whole(hub: Hub) -> None:
                               [(APP, author, f) for f in many])
     assert sorted(await hub.follows.followers(APP, author)) == sorted(many)
     assert await hub.redis.scard(hub.follows.keys(APP).followers(author)) == len(many) + 1
+
+
+async def test_a_retried_follow_fixes_the_cache_a_replayed_batch_left(hub: Hub) -> None:
+    # A follow answered 503 after its logged batch reached the batch log: Cassandra applies
+    # the batch later (replay), but that try never changed the cached followers. The
+    # client's retry finds the follow made and must still put the follower in the cache.
+    from hub.ops.follow import follow, unfollow
+
+    author, fan = uid("author"), uid("fan")
+    assert await hub.follows.followers(APP, author) == []  # loaded: the cache is built, empty
+    await hub.db.batch([  # the replayed batch: rows only, no cache change
+        ("INSERT INTO {ks}.following (app, follower, followee, since, copy) VALUES (%s, %s, %s, %s, %s)",
+         (APP, fan, author, None, 0)),
+        ("INSERT INTO {ks}.followers (app, followee, follower) VALUES (%s, %s, %s)", (APP, author, fan)),
+    ])
+    assert await hub.follows.followers(APP, author) == []  # stale
+    assert await follow(hub, APP, fan, author, 0) is False  # the retry: it existed
+    assert await hub.follows.followers(APP, author) == [fan]
+    # Likewise an unfollow whose rows went while its cache change did not.
+    await hub.db.batch([
+        ("DELETE FROM {ks}.following WHERE app = %s AND follower = %s AND followee = %s", (APP, fan, author)),
+        ("DELETE FROM {ks}.followers WHERE app = %s AND followee = %s AND follower = %s", (APP, author, fan)),
+    ])
+    assert await unfollow(hub, APP, fan, author, False) is False
+    assert await hub.follows.followers(APP, author) == []
