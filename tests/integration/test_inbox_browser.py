@@ -197,3 +197,92 @@ async def test_token_expiring_while_open_is_refreshed_without_gap(served, browse
     assert await p.evaluate("window.statuses") == ["connecting", "live"]  # never dropped
     await p.evaluate("window.hub.close()")
     await ctx.close()
+
+
+async def test_archive_and_each_filter_across_tabs(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    url = f"{origin}/demo?token={token(settings, bob)}"
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    t1 = await _page(ctx, url, errors)
+    t2 = await _page(ctx, url, errors)
+    for obj in ("post:a", "post:b", "post:c"):
+        await _post(origin, settings, actor="alice", verb="comment", object=obj, to=[f"notification:{bob}"])
+    for p in (t1, t2):
+        await _wait(p, f"{ROWS}.length === 3")
+
+    # Archive b in tab 1: it leaves the default view (and the counts) in both tabs.
+    await t1.click("hub-inbox button.bell")
+    await t1.locator("hub-inbox li", has_text="post:b").locator("button.archive").click()
+    for p in (t1, t2):
+        await _wait(p, f"{ROWS}.length === 2 && {BADGE}.textContent === '2'")
+        assert await p.evaluate(TEXTS) == ["alice commented on post:c", "alice commented on post:a"]
+
+    # The Archived tab holds it; the Unread tab leaves out what was read.
+    await t1.locator("hub-inbox [role=tab]", has_text="Archived").click()
+    await _wait(t1, f"{ROWS}.length === 1")
+    assert await t1.evaluate(TEXTS) == ["alice commented on post:b"]
+    assert await t1.locator("hub-inbox button.archive").count() == 0
+    await t1.locator("hub-inbox [role=tab]", has_text="All").click()
+    await _wait(t1, f"{ROWS}.length === 2")
+    await t1.locator("hub-inbox li", has_text="post:a").locator("button.open").click()
+    await t1.locator("hub-inbox [role=tab]", has_text="Unread").click()
+    await _wait(t1, f"{ROWS}.length === 1 && {BADGE}.textContent === '1'")
+    assert await t1.evaluate(TEXTS) == ["alice commented on post:c"]
+    await _wait(t2, f"{BADGE}.textContent === '1'")
+    feed = "document.querySelector('hub-inbox').feed"
+    await t2.evaluate(f"{feed}.setFilter('unseen')")  # the panel opened in tab 1: all seen
+    await _wait(t2, f"{feed}.state.filter === 'unseen' && {ROWS}.length === 0")
+    assert await t2.locator("hub-inbox .empty").is_visible() is False  # the panel is closed in tab 2
+    await t2.evaluate(f"{feed}.setFilter('all')")
+
+    # A new activity that joins the archived group brings it back, on top.
+    await _post(origin, settings, actor="carol", verb="comment", object="post:b", to=[f"notification:{bob}"])
+    await _wait(t2, f"{ROWS}.length === 3")
+    assert (await t2.evaluate(TEXTS))[0] == "carol and 1 other commented on post:b"
+    await t1.locator("hub-inbox [role=tab]", has_text="Archived").click()
+    await _wait(t1, f"{ROWS}.length === 0")
+    assert await t1.locator("hub-inbox .empty").is_visible()
+    assert errors == []
+    await ctx.close()
+
+
+async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    from web.views.pages import DEV_SECRET
+
+    origin, settings = served
+    bob = uid("bob")
+    async with aiohttp.ClientSession() as s:
+        # Another app's token: refused, nothing posted.
+        headers = {"Authorization": f"Bearer {token(settings, bob)}"}
+        async with s.post(f"{origin}/demo/activities", json={"actor": "x", "verb": "like", "object": "o"},
+                          headers=headers) as r:
+            assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
+        async with s.post(f"{origin}/demo/token", headers=headers) as r:
+            assert r.status == 403
+        async with s.post(f"{origin}/demo/token") as r:
+            assert r.status == 401
+
+        # The development app (its published secret): a test activity as another user into
+        # the caller's own notification feed, and a fresh token.
+        assert settings.apps["demo"].secret == DEV_SECRET
+        headers = {"Authorization": f"Bearer {token(settings, bob, app='demo')}"}
+        async with s.post(f"{origin}/demo/activities", json={"actor": "alice", "verb": "like", "object": "photo:1",
+                                                             "to": ["notification:someone-else"]}, headers=headers) as r:
+            assert r.status == 202, await r.text()
+        async with s.post(f"{origin}/demo/activities", json={"actor": "alice"}, headers=headers) as r:
+            assert r.status == 400
+        async with s.post(f"{origin}/demo/token", headers=headers) as r:
+            assert r.status == 200
+            fresh = {"Authorization": f"Bearer {(await r.json())['token']}"}
+        for _ in range(100):
+            async with s.get(f"{origin}/v1/feeds/notification/{bob}", headers=fresh) as r:
+                assert r.status == 200
+                results = (await r.json())["results"]
+            if results:
+                break
+            await asyncio.sleep(0.1)
+        assert [(g["verb"], g["actors"]) for g in results] == [("like", ["alice"])]
