@@ -234,15 +234,15 @@ def merge(groups: Sequence[Group], activities: Iterable[Activity], template: str
     changed: dict[str, Group] = {}
     old_pos: list[int] = []
     for key, acts in incoming.items():
-        i = index.get(key)
-        g = _add(key, groups[i] if i is not None else None, acts)
-        if g is None:
+        at = index.get(key)
+        ng = _add(key, groups[at] if at is not None else None, acts)
+        if ng is None:
             continue
-        if i is None:
-            created[key] = g
+        if at is None:
+            created[key] = ng
         else:
-            changed[key] = g
-            old_pos.append(i)
+            changed[key] = ng
+            old_pos.append(at)
     if not created and not changed and len(groups) <= max_length:
         return MergeResult(list(groups), [], [], [])
     feed = _reorder(groups, old_pos, [*changed.values(), *created.values()])

@@ -112,7 +112,7 @@ class FeedCache(GroupReads):
         self._keeping = Background()  # pages being stored
         self.ranks = RankIndex(redis, prefix)
 
-    def _notify_args(self, k: Keys) -> list[object]:
+    def _notify_args(self, k: Keys) -> list[str | float]:
         return [time.time(), k.app, k.base, self._channel]
 
     @staticmethod
@@ -185,7 +185,7 @@ class FeedCache(GroupReads):
             keys = self.group_keys(k, feed)
             for a in activities:
                 gkey = group_key(group.aggregate or "{verb}", a)
-                args = [a.id, a.actor, format_time(a.time), gkey, group_id(gkey), group.max_length]
+                args: list[str | int] = [a.id, a.actor, format_time(a.time), gkey, group_id(gkey), group.max_length]
                 await self._agg_add(keys=keys, args=args, client=pipe)
         await pipe.execute()
 

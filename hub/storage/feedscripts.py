@@ -1,5 +1,5 @@
 """The Lua scripts behind :mod:`hub.storage.feedcache` (layout and guarantees there) and
-:mod:`hub.storage.marks`.
+:mod:`hub.storage.marks` and :mod:`hub.storage.rankindex`.
 
 Each runs atomically inside Redis: fan-out writes 100 feeds per call, and a hot read is
 one call.
@@ -31,3 +31,5 @@ GROUP_SUMMARIES = lua("groups") + lua("group_summaries")
 STORE_PAGE = lua("store_page")
 COUNT = lua("count") + lua("count_main")  # hub/storage/marks.py
 MARKS_GONE = lua("marks_gone")
+RANK_ADD = lua("rank_add")  # hub/storage/rankindex.py
+RANK_PAGE = lua("rank_page")

@@ -75,7 +75,7 @@ class GroupReads:
         if not ids:
             return {}
         if group.is_aggregated:
-            raws = await self.redis.hmget(k.agg_state(feed), list(ids))
+            raws = await self.redis.hmget(k.agg_state(feed), list(ids))  # type: ignore[misc]  # redis-py: value | Awaitable
             return {gid: json.loads(raw)["n"] for gid, raw in zip(ids, raws) if raw}
         scores = await self.redis.zmscore(k.feed(feed), list(ids))
         return {i: i for i, s in zip(ids, scores) if s is not None}

@@ -51,7 +51,7 @@ class MarkStore:
     async def load(self, app: str, feed: str) -> dict[str, str]:
         """All marks of a feed (``kind:entry`` -> mark), loading the cache on a miss."""
         key = self.keys(app).marks(feed)
-        marks: dict[str, str] = await self.redis.hgetall(key)
+        marks: dict[str, str] = await self.redis.hgetall(key)  # type: ignore[misc]  # redis-py: value | Awaitable
         if "!" in marks:
             marks.pop("!")
             return marks
@@ -61,7 +61,7 @@ class MarkStore:
         loaded = {f"{r.kind}:{r.gid}": r.mark for r in rows}
         if any(f.startswith(ARCHIVED + ":") for f in loaded):
             loaded[ARCHIVED_FLAG] = "1"  # the default view leaves archived entries out (hub/storage/archive.py)
-        await self.redis.hset(key, mapping={"!": "1", **loaded})
+        await self.redis.hset(key, mapping={"!": "1", **loaded})  # type: ignore[misc]  # redis-py: value | Awaitable
         return loaded
 
     async def mark(self, app: str, feed: str, kind: str, marks: Mapping[str, str]) -> None:
@@ -75,7 +75,7 @@ class MarkStore:
             for entry, mark in marks.items()
         ]
         await self.db.batch(stmts, logged=False)
-        await self.redis.hset(self.keys(app).marks(feed), mapping={f"{kind}:{e}": m for e, m in marks.items()})
+        await self.redis.hset(self.keys(app).marks(feed), mapping={f"{kind}:{e}": m for e, m in marks.items()})  # type: ignore[misc]  # redis-py: value | Awaitable
 
     async def prune(self, app: str, feed: str, kind: str, entries: Sequence[str]) -> None:
         """Drop individual marks made redundant by a new watermark."""
@@ -87,7 +87,7 @@ class MarkStore:
                  (app, feed, kind, e))
                 for e in entries[start : start + 100]
             ], logged=False)
-        await self.redis.hdel(self.keys(app).marks(feed), *(f"{kind}:{e}" for e in entries))
+        await self.redis.hdel(self.keys(app).marks(feed), *(f"{kind}:{e}" for e in entries))  # type: ignore[misc]  # redis-py: value | Awaitable
 
     def _count_keys(self, app: str, group: FeedGroup, feed: str) -> list[str]:
         k = self.keys(app)

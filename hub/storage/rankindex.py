@@ -19,59 +19,9 @@ from redis.asyncio.client import Pipeline
 from hub.config import FeedGroup
 from hub.domain.models import Activity
 from hub.domain.ranking import rank_score
+from hub.storage.feedscripts import RANK_ADD, RANK_PAGE
 from hub.storage.redis import Keys
 from hub.storage.trip import Trip
-
-# KEYS: pairs of (feed, index). ARGV: id, score, max_length. Only cached feeds are indexed.
-_ADD = """
-local id, score, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 1, #KEYS, 2 do
-  local f, r = KEYS[i], KEYS[i + 1]
-  if redis.call('EXISTS', f) == 1 then
-    redis.call('ZADD', r, score, id)
-    if redis.call('ZCARD', r) > 2 * keep + 1 then
-      for _, m in ipairs(redis.call('ZRANGE', r, 0, -1)) do
-        if not redis.call('ZSCORE', f, m) then redis.call('ZREM', r, m) end
-      end
-    end
-  end
-end
-return 0
-"""
-
-# KEYS: feed, index. ARGV: limit, then the cursor's score and id (or nothing for page 1).
-# Returns a flat list id, score, id, score... in feed order (score, then id, descending),
-# of ids the feed still holds.
-_PAGE = """
-local f, r, limit = KEYS[1], KEYS[2], tonumber(ARGV[1])
-local out, n = {}, 0
-local top = '+inf'
-local function take(m, s)
-  if redis.call('ZSCORE', f, m) then
-    out[#out + 1] = m
-    out[#out + 1] = s
-    n = n + 1
-  end
-  return n >= limit
-end
-if ARGV[2] then
-  local ties = redis.call('ZRANGEBYSCORE', r, ARGV[2], ARGV[2], 'WITHSCORES')
-  for i = #ties - 1, 1, -2 do
-    if ties[i] < ARGV[3] and take(ties[i], ties[i + 1]) then return out end
-  end
-  top = '(' .. ARGV[2]
-end
-local offset = 0
-while n < limit do
-  local batch = redis.call('ZREVRANGEBYSCORE', r, top, '-inf', 'WITHSCORES', 'LIMIT', offset, 2 * limit)
-  if #batch == 0 then break end
-  for i = 1, #batch, 2 do
-    if take(batch[i], batch[i + 1]) then return out end
-  end
-  offset = offset + #batch / 2
-end
-return out
-"""
 
 
 def score_of(group: FeedGroup, activity: Activity) -> float:
@@ -86,8 +36,8 @@ class RankIndex:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._add = redis.register_script(_ADD)
-        self._page = redis.register_script(_PAGE)
+        self._add = redis.register_script(RANK_ADD)
+        self._page = redis.register_script(RANK_PAGE)
 
     def queue_add(self, trip: Trip, k: Keys, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> None:
         """Index an activity in those of ``feeds`` that are cached (after adding it to them)."""
@@ -109,7 +59,7 @@ class RankIndex:
                    after: tuple[float, str] | None = None) -> list[tuple[float, str]]:
         """``limit`` entries (score, id) of the feed in rank order, after ``after``."""
         k = Keys(self.prefix, app)
-        args: list[object] = [limit] if after is None else [limit, repr(after[0]), after[1]]
+        args: list[str | float] = [limit] if after is None else [limit, repr(after[0]), after[1]]
         flat: list[str] = await self._page(keys=[k.feed(feed), k.rank(feed)], args=args)
         return [(float(flat[i + 1]), flat[i]) for i in range(0, len(flat), 2)]
 

@@ -41,7 +41,7 @@ async def _rows(hub: Hub, feed: str) -> set[str]:
 
 
 async def _cached(hub: Hub, feed: str) -> set[str]:
-    return set(await hub.redis.hkeys(hub.marks.keys("t1").marks(feed))) - {"!"}
+    return set(await hub.redis.hkeys(hub.marks.keys("t1").marks(feed))) - {"!"}  # type: ignore[misc]  # redis-py: value | Awaitable
 
 
 def _view(page: reads.Page) -> list[tuple[str, bool, bool]]:
