@@ -84,6 +84,10 @@ async def handle(gw: Gateway, request: web.Request, *, heartbeat: float = HEARTB
     since = request.headers.get("Last-Event-ID") or request.query.get("since") or None
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
+    origin = request.headers.get("Origin")
+    if origin is not None:  # allowed (authenticate checked it): a cross-origin EventSource may read it
+        resp.headers["Access-Control-Allow-Origin"] = origin
+        resp.headers["Vary"] = "Origin"
     stream = EventStream(resp)
     conn = Conn(stream, request, app, user, exp, queue_size=gw.queue_size, on_full=gw.drop,  # type: ignore[arg-type]
                 frames=gw.metrics.ws_frames)

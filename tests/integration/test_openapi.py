@@ -66,7 +66,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # module runs in well under two minutes on a shared 2-core machine; raise it to hunt.
 MAX_EXAMPLES = int(os.environ.get("HUB_OPENAPI_EXAMPLES", "150"))
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-_FEED_PATH = re.compile(r"^/v1/feeds/[^/]+/(?P<user>[^/]+)(/seen|/read)?$")
+_FEED_PATH = re.compile(r"^/v1/feeds/[^/]+/(?P<user>[^/]+)(/seen|/read|/archive|/unarchive)?$")
 
 
 def _composed_app(settings: Settings) -> web.Application:

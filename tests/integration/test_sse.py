@@ -34,6 +34,7 @@ async def open_sse(client, settings: Settings, user: str, feed: str, last: str |
     r = await client.get(f"/v1/realtime/sse?token={tok or token(settings, user)}&feed={feed}", headers=headers)
     assert r.status == 200, await r.text()
     assert r.headers["Content-Type"].startswith("text/event-stream")
+    assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
     return r
 
 

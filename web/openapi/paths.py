@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from web.openapi.schemas import GROUP_PATTERN, ID_PATTERN, SIGNED, USER, error_response, ref
+from web.openapi.schemas import FEED_ID_PATTERN, GROUP_PATTERN, ID_PATTERN, SIGNED, USER, error_response, ref
 
 APP = "/v1/apps/{app}"
 _JSON = "application/json"
@@ -33,6 +33,10 @@ _ID_LT = {"name": "id_lt", "in": "query", "description": "cursor: the next of th
           "schema": {"type": "string", "maxLength": 1024}}
 _CURSOR = {"name": "cursor", "in": "query", "description": "the next of the previous page",
            "schema": {"type": "string", "maxLength": 1024}}
+_FILTER = {"name": "filter", "in": "query",
+           "description": "the view: all (the default: every entry not archived), unread, unseen (not archived "
+                          "either) or archived; pages with the same cursors",
+           "schema": {"type": "string", "enum": ["all", "unread", "unseen", "archived"], "default": "all"}}
 _FOREIGN_ID = {"name": "foreign_id", "in": "query", "description": "the activity's foreign_id",
                "schema": {"type": "string", "pattern": ID_PATTERN}}
 
@@ -122,15 +126,41 @@ def paths() -> dict[str, dict[str, Any]]:
             "Issue a user token", {"200": _json(ref("Token"), "an HS256 JWT for the user")},
             body=_body(ref("TokenRequest")))},
         f"{APP}/feeds/{{group}}/{{user}}": {"get": _signed(
-            "Read any user's feed (as the app)", _FEED, params=[_GROUP, _USER, _LIMIT, _ID_LT])},
+            "Read any user's feed (as the app)", _FEED, params=[_GROUP, _USER, _LIMIT, _ID_LT, _FILTER])},
         "/v1/feeds/{group}/{user}": {"get": _user(
-            "Read the token user's feed", _FEED, params=[_LIMIT, _ID_LT])},
+            "Read the token user's feed", _FEED, params=[_LIMIT, _ID_LT, _FILTER])},
         "/v1/feeds/{group}/{user}/seen": {"post": _user("Mark entries seen", _COUNTS, body=_MARK)},
         "/v1/feeds/{group}/{user}/read": {"post": _user("Mark entries read (and seen)", _COUNTS, body=_MARK)},
+        "/v1/feeds/{group}/{user}/archive": {"post": _user(
+            "Archive entries: out of the default view and the counts until an activity joins them",
+            _COUNTS, body=_MARK)},
+        "/v1/feeds/{group}/{user}/unarchive": {"post": _user("Bring archived entries back", _COUNTS, body=_MARK)},
+        "/v1/realtime/sse": {"get": {
+            "tags": ["realtime"], "summary": "Server-sent events (docs/api.md, Server-sent events)",
+            "description": "The websocket's server frames for one feed as events: `event:` the op, `id:` the "
+                           "frame's cursor when it has one, `data:` the frame. The stream starts with the "
+                           "subscribed frame; Last-Event-ID (or since) resumes as a subscribe with since. "
+                           "Refused before the stream: a bad or expired token (401), an Origin outside the "
+                           "app's allowed_origins or another user's feed (403), a missing feed or bad cursor "
+                           "(400).",
+            "security": [{"socketToken": []}],
+            "parameters": [
+                {"name": "feed", "in": "query", "required": True, "description": "<group>:<user>, the token's user",
+                 "schema": {"type": "string", "pattern": FEED_ID_PATTERN}},
+                {"name": "since", "in": "query", "description": "a cursor this server sent",
+                 "schema": {"type": "string", "maxLength": 1024}},
+                {"name": "Last-Event-ID", "in": "header", "description": "as since; wins over it",
+                 "schema": {"type": "string", "maxLength": 1024}},
+                {"name": "Origin", "in": "header", "schema": {"type": "string"},
+                 "description": "checked against the app's allowed_origins when present"}],
+            "responses": {"200": {"description": "an event stream that lasts until the token expires",
+                                  "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 403, 404, 503)},
+        }},
         "/v1/realtime": {"get": {
             "tags": ["realtime"], "summary": "Websocket gateway (docs/api.md, Websocket)",
             "description": "Upgrade to a websocket carrying JSON text frames: subscribe, unsubscribe and ping "
-                           "from the client; subscribed, entry, deleted, counts, pong and error from the server. "
+                           "from the client; subscribed, entry, deleted, counts, archived, unarchived, pong and error from the server. "
                            "Refused before the upgrade: a bad or expired token (401), an Origin outside the "
                            "app's allowed_origins (403), a request that is not an upgrade (400).",
             "security": [{"socketToken": []}],
