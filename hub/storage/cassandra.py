@@ -97,7 +97,7 @@ def is_idempotent(cql: str) -> bool:
     return verb in ("INSERT", "UPDATE", "DELETE") and not _NOT_TWICE.search(cql)
 
 
-class IdempotentRetry(RetryPolicy):
+class IdempotentRetry(RetryPolicy):  # type: ignore[misc]  # the driver has no type hints
     """The driver's default policy, except that only idempotent statements are retried
     after they may have been applied, and on the next node rather than the same one.
 
