@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from typing import Any
 
@@ -157,3 +159,48 @@ async def test_heartbeats_and_close_at_token_expiry(rt, settings: Settings) -> N
     ev = await next_event(r, "close", timeout=5)
     assert ev["data"] == {"op": "close", "code": 4001, "reason": "token expired"}
     assert (await next_event(r, timeout=3))["event"] is None  # the stream ended
+
+
+def _raw_sse_connect(port: int, path: str) -> socket.socket:
+    """An SSE client that reads the response head and then never reads again (tiny buffer)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {ORIGIN}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
+async def test_a_client_that_does_not_read_is_dropped_without_delaying_others(settings: Settings, hub: Hub,  # type: ignore[no-untyped-def]
+                                                                               aiohttp_client) -> None:
+    app = create_app(settings)
+    realtime.setup(app, settings, get_hub=lambda a: a[HUB], queue_size=4)
+    client = await aiohttp_client(app)
+    gw = client.app[realtime.GATEWAY]
+    bob = uid("bob")
+    feed = f"notification:{bob}"
+    fast = await open_sse(client, settings, bob, feed)
+    assert (await next_event(fast))["event"] == "subscribed"
+    path = f"/v1/realtime/sse?token={token(settings, bob)}&feed={feed}"
+    slow = await asyncio.to_thread(_raw_sse_connect, client.port, path)
+    for _ in range(100):
+        if len(gw.subs.get(("t1", feed), ())) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(gw.subs[("t1", feed)]) == 2
+    big = "x" * 15000
+    delays = []
+    for i in range(40):
+        t0 = time.monotonic()
+        await post(hub, "t1", actor=f"a{i}", verb="like", object="photo:big", to=[feed], extra={"text": big})
+        ev = await next_event(fast, "entry")
+        delays.append(time.monotonic() - t0)
+        assert ev["data"]["entry"]["activity_count"] == i + 1
+    assert gw.dropped == 1
+    assert len(gw.subs[("t1", feed)]) == 1  # only the reading one is left
+    assert max(delays) < 1.0, delays
+    slow.close()
+    fast.close()
