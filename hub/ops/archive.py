@@ -16,7 +16,7 @@ from hub.config import FeedGroup
 from hub.core import Hub
 from hub.ops.pages import feed_counts
 from hub.ops.rebuild import ensure_built
-from hub.storage.archive import ArchiveStore
+from hub.storage.archive import ArchiveStore, is_archived
 from hub.storage.changes import channel
 
 
@@ -40,10 +40,12 @@ async def unarchive(hub: Hub, app: str, group: FeedGroup, user: str, ids: Sequen
     await ensure_built(hub, app, group, user)
     store = ArchiveStore(hub.marks, hub.feeds)
     entries = await store.archived(app, feed) if ids is None else list(dict.fromkeys(ids))
+    marks = await hub.marks.load(app, feed)
+    held = await hub.feeds.entry_newest(app, group, feed, entries)
+    back = [e for e in entries if e in held and is_archived(marks, e, held[e])]  # the frame names these
     await store.unarchive(app, feed, entries)
     await hub.marks.prune_gone(app, group, feed)
-    held = await hub.feeds.entry_newest(app, group, feed, entries)
-    return await _publish(hub, app, group, feed, "unarchived", [e for e in entries if e in held])
+    return await _publish(hub, app, group, feed, "unarchived", back)
 
 
 async def _publish(hub: Hub, app: str, group: FeedGroup, feed: str, op: str, ids: list[str]) -> dict[str, int]:

@@ -85,6 +85,7 @@ async def test_archive_all_and_a_new_activity_brings_a_group_back(hub: Hub) -> N
     await post(hub, "t1", actor="carol", verb="like", object="p2", to=[feed])
     page = await _read(hub, "notification", bob)
     assert _ids(page) == [ids[1]] and (page.unseen, page.unread) == (1, 1)
+    assert await archive.unarchive(hub, "t1", g, bob, [ids[1]]) == {"unseen": 1, "unread": 1}  # not archived now
     assert page.results[0]["activity_count"] == 2 and page.results[0]["is_seen"] is False
     assert _ids(await _read(hub, "notification", bob, "archived")) == [ids[0], ids[2]]
     await _flush(hub, "notification", bob)
