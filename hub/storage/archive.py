@@ -18,11 +18,11 @@ last one is deleted, so a reader never misses an archived entry.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from hub.config import FeedGroup
 from hub.storage.feedcache import FeedCache
+from hub.storage.groupreads import parse_state
 from hub.storage.marks import ARCHIVED, ARCHIVED_FLAG, MarkStore
 
 # KEYS: marks hash. Clears the flag when no archive mark is left; returns 1 if it did.
@@ -50,7 +50,7 @@ class ArchiveStore:
         k = self.feeds.keys(app)
         if group.is_aggregated:
             raws: dict[str, str] = await self.feeds.redis.hgetall(k.agg_state(feed))  # type: ignore[misc]
-            return {gid: json.loads(raw)["n"] for gid, raw in raws.items()}
+            return {gid: parse_state(raw)[2] for gid, raw in raws.items()}
         ids: list[str] = await self.feeds.redis.zrange(k.feed(feed), 0, -1)
         return {i: i for i in ids if i != "!"}
 

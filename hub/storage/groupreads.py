@@ -76,7 +76,7 @@ class GroupReads:
             return {}
         if group.is_aggregated:
             raws = await self.redis.hmget(k.agg_state(feed), list(ids))  # type: ignore[misc]  # redis-py: value | Awaitable
-            return {gid: json.loads(raw)["n"] for gid, raw in zip(ids, raws) if raw}
+            return {gid: parse_state(raw)[2] for gid, raw in zip(ids, raws) if raw}
         scores = await self.redis.zmscore(k.feed(feed), list(ids))
         return {i: i for i, s in zip(ids, scores) if s is not None}
 
@@ -97,9 +97,9 @@ class GroupReads:
         for gid, raw, ms in zip(gids, raws, members):
             if raw is None:  # trimmed between the two calls
                 continue
-            st = json.loads(raw)
+            key, created, newest = parse_state(raw)
             held = dict(m[len(gid) + 1 :].split("|", 1) for m in ms)
-            out.append(GroupState(gid, st["k"], held, st["c"], st["n"]))
+            out.append(GroupState(gid, key, held, created, newest))
         return out
 
     async def page_groups(self, app: str, feed: str, limit: int, before: str | None = None,
@@ -124,6 +124,12 @@ class GroupReads:
         k = self.keys(app)
         keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]
         await self._summaries(keys=keys, args=[per_group, actors, *gids], client=pipe)
+
+
+def parse_state(raw: str) -> tuple[str, str, str]:
+    """A group's state as stored in the states hash: (key, created_at, newest id)."""
+    st = json.loads(raw)
+    return st["k"], st["c"], st["n"]
 
 
 def parse_summaries(raw: Sequence[Any]) -> list[GroupSummary]:
