@@ -16,7 +16,7 @@ def compare(scenario: str, single: Any, cluster: Any, cs: Settings) -> str:
     """One line per headline figure: single node, cluster, cluster / single."""
     c = cs.cassandra
     head = (f"cluster vs single node ({len(c.hosts)} nodes, replication_factor {c.replication_factor}"
-            f"{', consistency ' + str(getattr(c, 'consistency', '')) if hasattr(c, 'consistency') else ''}):")
+            f", consistency {c.level}):")
     if scenario == "fanout":
         rows = [("fan-out entries/s", single.rate, cluster.rate)]
     elif hasattr(single, "batch"):
