@@ -47,6 +47,8 @@ _PENDING = web.RequestKey("hub.signed.pending", PendingAnswer)
 SignedView = Callable[[web.Request, AppSettings, bytes], Awaitable[tuple[int, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 P = TypeVar("P")
+# Cassandra away while an answer is kept (storage's Unavailable, or a driver error).
+_AWAY: tuple[type[BaseException], ...] = (Unavailable, *DEPENDENCY_DOWN)
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
             if pending is None or not (pending.idempotent or pending.written == record):
                 try:
                     await answers.keep(app.id, webhook_id, record)
-                except (Unavailable, *DEPENDENCY_DOWN) as e:  # the work is done: answer it (Redis keeps it)
+                except _AWAY as e:  # the work is done: answer it (Redis keeps it)
                     scripts.answers_down.failed(e)  # one line per outage, not one per request
                 except Exception as e:
                     log.warning("answer to %s not kept in Cassandra: %s", replay_key, e)
