@@ -163,10 +163,15 @@ class Stats:
     tries: dict[str, int] = field(default_factory=dict)  # foreign_id -> tries it took
     attempts: list[tuple[float, float, int, int]] = field(default_factory=list)  # (start, seconds, status, try)
 
+    def durations(self, since: float, until: float, first: bool | None = None) -> list[float]:
+        """How long each post try started in ``[since, until)`` (monotonic) took, sorted:
+        first tries, repeats, or (None) both."""
+        return sorted(d for t, d, _, n in self.attempts if since <= t < until and first in (None, n == 1))
+
     def latencies(self, since: float, first: bool) -> str:
         """Post tries started at or after ``since`` (monotonic), first tries or repeats:
         how long they took."""
-        took = sorted(d for t, d, _, n in self.attempts if t >= since and (n == 1) == first)
+        took = self.durations(since, float("inf"), first)
         if not took:
             return "no tries"
         return (f"{len(took)} tries: p50 {took[len(took) // 2]:.2f} s, p99 {took[int(len(took) * 0.99)]:.2f} s, "
