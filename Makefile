@@ -6,13 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test venv bench clean
+.PHONY: run test lint venv bench clean
 
 run: $(STAMP)
 	$(VENV)/bin/hub up
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Strict typing and lint, before the tests (pyproject.toml: [tool.mypy], [tool.ruff]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hub web realtime workers cli bench tests
+	$(VENV)/bin/mypy
 
 venv: $(STAMP)
 

@@ -66,7 +66,8 @@ def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | Non
 
         return run(run_read(s, quick=quick))
     if scenario == "soak":
-        from bench.soak import SoakOptions, run_soak
+        from bench.soak import run_soak
+        from bench.soak_report import SoakOptions
 
         return run(run_soak(s, SoakOptions(**{k: v for k, v in (soak or {}).items() if v is not None})))
     from bench.push import run_push

@@ -80,7 +80,7 @@ class SoakResult:
     seconds: float
     intervals: list[Interval]
     raw: dict[str, list[tuple[float, float]]]  # kind -> [(seconds since start, ms)]
-    counts: dict[str, int]
+    counts: dict[str, Any]
     ceilings: list[Ceiling] = field(default_factory=list)
     biggest_group: int = 0
 

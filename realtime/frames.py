@@ -21,8 +21,8 @@ from hub.core import Hub
 from hub.domain.activity import split_feed_id
 from hub.ops import feedpage
 from hub.storage.bodytexts import body_texts
-from hub.storage.feedcache import GroupSummary
 from hub.storage.feedstate import feed_state
+from hub.storage.groupreads import GroupSummary
 
 
 class FeedView:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hub.config import FeedGroup
-from hub.storage.feedcache import GroupSummary
+from hub.storage.groupreads import GroupSummary
 
 _str = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
 

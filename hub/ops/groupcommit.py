@@ -80,7 +80,7 @@ class GroupCommit(Generic[K, T, R]):
         finally:
             # Synchronously, with no await since the loop's last check: a caller arriving
             # from now on sees this task gone and starts another.
-            lane.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            lane.tasks.discard(asyncio.current_task())
             if not lane.tasks and not lane.waiting:
                 self._lanes.pop(key, None)
             elif not lane.tasks:  # cancelled mid-group (shutdown): nobody will commit the rest

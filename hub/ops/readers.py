@@ -26,7 +26,8 @@ from hub.ops.filtered import read_filtered
 from hub.ops.pages import Page, PageRequest, celebrity_ids, feed_counts, flat_bodies, merge_ids
 from hub.ops.rebuild import ensure_built, rebuild
 from hub.storage.bodytexts import body_texts
-from hub.storage.feedcache import SENTINEL, GroupSummary, HotRead
+from hub.storage.feedcache import HotRead
+from hub.storage.groupreads import SENTINEL, GroupSummary
 from hub.storage.marks import ARCHIVED_FLAG
 
 # Page cache reservations (hub/storage/feedcache.py): unique per read across processes.

@@ -24,7 +24,7 @@ from hub.ops.ranked import RankedReader
 from hub.ops.readers import AggregatedReader, FlatReader
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import publish_counts
-from hub.storage.feedcache import GroupSummary
+from hub.storage.groupreads import GroupSummary
 
 __all__ = ["Page", "check_cursor", "feed_counts", "mark", "read_feed", "reader_of"]
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -261,7 +262,7 @@ class ActivityStore:
             await pipe.execute()
         return found, deleted
 
-    async def _fetch_rows(self, app: str, ids: Sequence[str]) -> list[object]:
+    async def _fetch_rows(self, app: str, ids: Sequence[str]) -> list[Any]:
         results = await asyncio.gather(*(
             self.db.execute("SELECT id, body, deleted FROM {ks}.activities WHERE app = %s AND id = %s", (app, i))
             for i in ids

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 try:  # The C reactor is faster and does not depend on asyncore (removed in Python 3.12).
     from cassandra.io.libevreactor import LibevConnection as _Connection
 except ImportError:  # pragma: no cover - depends on how the driver was built
-    from cassandra.io.asyncioreactor import AsyncioConnection as _Connection  # type: ignore[assignment]
+    from cassandra.io.asyncioreactor import AsyncioConnection as _Connection
 
 # Failures of availability (answer 503 and let the client retry). A malformed statement
 # (InvalidRequest) is a bug and is left to surface as one.
@@ -270,8 +270,8 @@ class Cassandra:
 
 
 @functools.lru_cache(maxsize=256)
-def _row_class(names: tuple[str, ...]) -> type:
-    return namedtuple("Row", names, rename=True)  # type: ignore[misc]
+def _row_class(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names, rename=True)
 
 
 def named_rows(names: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:

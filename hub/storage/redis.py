@@ -20,7 +20,7 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 def connect(settings: RedisSettings, *, max_connections: int = 200) -> aioredis.Redis:
     # hiredis is picked up by redis-py automatically when installed (it is a dependency).
-    return aioredis.Redis.from_url(
+    client: aioredis.Redis = aioredis.Redis.from_url(
         settings.url,
         decode_responses=True,
         max_connections=max_connections,
@@ -28,6 +28,7 @@ def connect(settings: RedisSettings, *, max_connections: int = 200) -> aioredis.
         socket_timeout=5,
         health_check_interval=10,
     )
+    return client
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ def _document_bytes() -> bytes:
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (a fresh copy: callers may change it)."""
-    return json.loads(_document_bytes())
+    doc: dict[str, Any] = json.loads(_document_bytes())
+    return doc
 
 
 def _build() -> dict[str, Any]:

@@ -229,5 +229,5 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
                                    "a websocket)."},
 }
 
-SIGNED = [{"webhookId": [], "webhookTimestamp": [], "webhookSignature": []}]
-USER = [{"userToken": []}]
+SIGNED: list[dict[str, list[str]]] = [{"webhookId": [], "webhookTimestamp": [], "webhookSignature": []}]
+USER: list[dict[str, list[str]]] = [{"userToken": []}]
