@@ -20,8 +20,9 @@ from hub.storage import redis as redis_storage
 
 
 @asynccontextmanager
-async def serve_metrics(settings: Settings, metrics: HubMetrics, port: int, host: str = "0.0.0.0") -> AsyncIterator[None]:
-    """Serve ``GET /metrics`` on ``host:port`` while the block runs."""
+async def serve_metrics(settings: Settings, metrics: HubMetrics, port: int) -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` on ``server.host:port`` while the block runs (the same interface
+    as ``hub serve``, so a worker exposes nothing a server of the same config would not)."""
     redis = redis_storage.connect(settings.redis)
     queues = [(p, queue_name(settings.redis, p)) for p in PRIORITIES]
 
@@ -34,7 +35,7 @@ async def serve_metrics(settings: Settings, metrics: HubMetrics, port: int, host
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, settings.server.host, port).start()
         yield
     finally:
         await runner.cleanup()
