@@ -286,3 +286,37 @@ async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: igno
                 break
             await asyncio.sleep(0.1)
         assert [(g["verb"], g["actors"]) for g in results] == [("like", ["alice"])]
+
+
+async def test_server_sent_events_when_websockets_are_refused(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    refused: list[str] = []
+
+    async def refuse(ws: Any) -> None:  # a proxy that breaks the upgrade: closed at once
+        refused.append(ws.url)
+        await ws.close(code=1011, reason="no websockets here")
+
+    await ctx.route_web_socket(re.compile(r".*/v1/realtime\?.*"), refuse)
+    streams: list[str] = []
+    ctx.on("request", lambda r: streams.append(r.url) if "/v1/realtime/sse" in r.url else None)
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    assert refused and streams
+    await _post(origin, settings, actor="alice", verb="like", object="photo:1", to=[f"notification:{bob}"])
+    await _wait(p, f"{ROWS}.length === 1")
+
+    # Resumed after a drop, every missed group once.
+    await ctx.set_offline(True)
+    await p.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
+    for n in range(3):
+        await _post(origin, settings, actor=f"u{n}", verb="comment", object=f"post:{n}", to=[f"notification:{bob}"])
+    await asyncio.sleep(1.0)
+    await ctx.set_offline(False)
+    await _wait(p, f"{ROWS}.length === 4", timeout=20_000)
+    ids = await p.evaluate(f"{ROWS}.map(li => li.dataset.id)")
+    assert len(set(ids)) == 4
+    assert "since=" in streams[-1]
+    assert errors == []
+    await ctx.close()

@@ -411,6 +411,12 @@ class Transport {
         this.onFrame(f);
       });
     }
+    es.addEventListener("close", (e) => { // the server ends the stream: 4001 at token expiry
+      if (this.sock !== es) return;
+      this.sock = null;
+      es.close();
+      if (JSON.parse(e.data).code === 4001) this.afterRefresh(); else this.retry(false);
+    });
     es.onerror = () => {
       if (this.sock !== es) return;
       // EventSource retries by itself with Last-Event-ID; a refused request (401) closes it.
