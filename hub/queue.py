@@ -19,6 +19,7 @@ from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool, Redis
 
 from hub.config import RedisSettings
+from hub.storage import scripts
 from hub.storage.precondition import SetsHoldOnly
 from hub.storage.trip import Trip
 
@@ -63,41 +64,16 @@ async def connect_queue(settings: RedisSettings) -> ArqRedis:
     )
 
 
-# arq's ``enqueue_job`` as one script, so that queueing shares a round trip with other
-# writes (hub/storage/trip.py) instead of taking three (WATCH, EXISTS, MULTI/EXEC). Same
-# keys, same serialized job, same rule: nothing is queued while a job or a kept result
-# with that id exists. tests/integration/test_fanout.py runs jobs queued this way.
-# Keys after the first three are sets that, all holding nothing but ARGV[5], mean the job
-# would have nothing to do (:class:`SetsHoldOnly`): it is not queued and the answer is 2.
-# ARGV[6] == '1' (``again``): a kept result of an earlier run with that id does not stop
-# it (it is deleted); a job with that id still queued or running does.
-_ENQUEUE = """
-if #KEYS > 3 then
-  local idle = true
-  for i = 4, #KEYS do
-    if redis.call('SCARD', KEYS[i]) ~= 1 or redis.call('SISMEMBER', KEYS[i], ARGV[5]) == 0 then
-      idle = false
-      break
-    end
-  end
-  if idle then return 2 end
-end
-if redis.call('EXISTS', KEYS[1]) > 0 then return 0 end
-if ARGV[6] == '1' then
-  redis.call('DEL', KEYS[2])
-elseif redis.call('EXISTS', KEYS[2]) > 0 then
-  return 0
-end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
+# arq's ``enqueue_job`` as one script (hub/storage/lua/enqueue.lua), so that queueing
+# shares a round trip with other writes (hub/storage/trip.py) instead of taking three
+# (WATCH, EXISTS, MULTI/EXEC); the sets it may check are :class:`SetsHoldOnly`'s.
+# tests/integration/test_fanout.py runs jobs queued this way.
 QUEUED, EXISTS, NOTHING_TO_DO = 1, 0, 2
 
 
 class JobScript:
     def __init__(self, redis: Redis, queue: ArqRedis) -> None:
-        self._script = redis.register_script(_ENQUEUE)
+        self._script = redis.register_script(scripts.ENQUEUE)
         self._serializer = queue.job_serializer
         self._expires_ms = queue.expires_extra_ms
 

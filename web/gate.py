@@ -10,6 +10,7 @@ import logging
 from redis.asyncio import Redis
 
 from hub.background import Background
+from hub.storage import scripts
 from hub.storage.outage import OutageLog
 from hub.storage.redis import REDIS_DOWN
 from hub.storage.scriptbatch import ScriptBatch
@@ -24,41 +25,8 @@ log = logging.getLogger(__name__)
 # is new only if Redis holds every answer of the last REPLAY_TTL seconds: KEYS[3] says
 # since when it does (set by the caller once it knows, never expiring). Missing: Redis
 # lost its data (flush, restart) or never had any; too recent: it may have lost answers.
-# KEYS: replay key, bucket, complete-since key, then the call's claim keys. ARGV: rate/s,
-# burst, now, TTL of the webhook-id claim (while running), TTL of the call's claims,
-# checked, REPLAY_TTL, then the claims' values.
-# Returns {0, found...} (go on; what each claim key held, nil where the call got it),
-# {1, record} (a repeat), {2, retry-after seconds}, {3} (Redis may have lost answers: the
-# caller finds out) or {4} (it may have, within REPLAY_TTL: check the durable record).
-_GATE = """
-local prior = redis.call('GET', KEYS[1])
-if prior then return {1, prior} end
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if ARGV[6] ~= '1' then
-  local since = tonumber(redis.call('GET', KEYS[3]))
-  if not since then return {3} end
-  if now - since < tonumber(ARGV[7]) then return {4} end
-end
-local b = redis.call('HMGET', KEYS[2], 't', 'ts')
-local tokens = tonumber(b[1]) or burst
-local ts = tonumber(b[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-if tokens < 1 then
-  redis.call('HSET', KEYS[2], 't', tokens, 'ts', now)
-  return {2, math.ceil((1 - tokens) / rate)}
-end
-redis.call('HSET', KEYS[2], 't', tokens - 1, 'ts', now)
-redis.call('EXPIRE', KEYS[2], math.ceil(burst / rate) + 60)
-redis.call('SET', KEYS[1], '', 'EX', ARGV[4])
-local out = {0}
-for i = 4, #KEYS do
-  out[i - 2] = redis.call('SET', KEYS[i], ARGV[i + 4], 'NX', 'GET', 'EX', ARGV[5])
-end
-return out
-"""
+# The gate's KEYS, ARGV and answers: hub/storage/lua/gate.lua.
 UNKNOWN, RECENT = 3, 4  # the gate's answers that send a call to check Cassandra
-
-_RECORD = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1"
 
 
 class SignedScripts:
@@ -68,10 +36,10 @@ class SignedScripts:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self.gate = ScriptBatch(redis, redis.register_script(_GATE))
+        self.gate = ScriptBatch(redis, redis.register_script(scripts.GATE))
         self.touched: dict[str, float] = {}  # hub/storage/answers.py WebhookAnswers
         self.answers_down = OutageLog("Cassandra (webhook answers)", log)  # web/signed.py
-        self._record = ScriptBatch(redis, redis.register_script(_RECORD))
+        self._record = ScriptBatch(redis, redis.register_script(scripts.RECORD))
         self._keeping = Background()
 
     async def complete_since(self, key: str, since: float) -> None:

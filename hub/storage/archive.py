@@ -21,18 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hub.config import FeedGroup
+from hub.storage import scripts
 from hub.storage.feedcache import FeedCache
 from hub.storage.groupreads import parse_state
 from hub.storage.marks import ARCHIVED, ARCHIVED_FLAG, MarkStore
-
-# KEYS: marks hash. Clears the flag when no archive mark is left; returns 1 if it did.
-_CLEAR_FLAG = """
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(f, 1, 9) == 'archived:' then return 0 end
-end
-redis.call('HDEL', KEYS[1], '%s')
-return 1
-""" % ARCHIVED_FLAG
 
 
 def is_archived(marks: Mapping[str, str], entry: str, newest: str) -> bool:
@@ -43,7 +35,7 @@ class ArchiveStore:
     def __init__(self, marks: MarkStore, feeds: FeedCache) -> None:
         self.marks = marks
         self.feeds = feeds
-        self._clear = marks.redis.register_script(_CLEAR_FLAG)
+        self._clear = marks.redis.register_script(scripts.ARCHIVE_CLEAR_FLAG)
 
     async def all_entries(self, app: str, group: FeedGroup, feed: str) -> dict[str, str]:
         """``entry -> newest id`` of every entry the (built) feed holds."""

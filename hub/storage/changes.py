@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from hub.storage import scripts
 from hub.storage.redis import Keys
 
-STREAM_MAXLEN = 500
+STREAM_MAXLEN = 500  # also in lua/notify.lua and lua/online.lua (the log's trim length)
 ONLINE_TTL = 600  # seconds a feed stays "online" after its last refresh
 REFRESH_EVERY = 30
 
@@ -42,34 +43,6 @@ def stream_key(k: Keys, feed: str) -> str:
 
 def online_key(k: Keys) -> str:
     return f"{k.base}:online"
-
-
-# Shared by the fan-out scripts: log and publish one change of one feed if it is online.
-NOTIFY_LUA = """
-local function notify(base, chan, app, now, feed, op, id)
-  local s = redis.call('ZSCORE', base .. ':online', feed)
-  if s and tonumber(s) >= now then
-    local ids = cjson.encode({id})
-    local c = redis.call('XADD', base .. ':cs:' .. feed, 'MAXLEN', '~', %d, '*', 'op', op, 'ids', ids)
-    redis.call('PUBLISH', chan, '{"app":' .. cjson.encode(app) .. ',"feed":' .. cjson.encode(feed) ..
-      ',"op":"' .. op .. '","ids":' .. ids .. ',"cursor":"' .. c .. '"}')
-  end
-end
-""" % STREAM_MAXLEN
-
-# KEYS: online set, stream. ARGV: feed, expiry, now. Marks a feed online; if it was not
-# online (expired or never), logs a gap so a resume from before it is incomplete.
-# Returns the stream's newest id (a cursor to resume from), or "" when the stream is empty.
-_ONLINE = """
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if (not s) or tonumber(s) < tonumber(ARGV[3]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'op', 'gap', 'ids', '[]')
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last == 0 then return '' end
-return last[1][1]
-""" % STREAM_MAXLEN
 
 
 def parse_cursor(cursor: str) -> tuple[int, int] | None:
@@ -98,7 +71,7 @@ class ChangeLog:
         self.redis = redis
         self.prefix = prefix
         self.channel = channel(prefix)
-        self._online = redis.register_script(_ONLINE)
+        self._online = redis.register_script(scripts.ONLINE)
 
     async def set_online(self, app: str, feed: str, *, now: float | None = None) -> str:
         """Mark ``feed`` online for ``ONLINE_TTL`` s; returns the newest cursor of its log."""

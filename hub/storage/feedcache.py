@@ -67,7 +67,7 @@ from hub.background import Background
 from hub.config import FeedGroup
 from hub.domain.aggregation import MAX_ACTORS, group_id, group_key
 from hub.domain.models import Activity, format_time
-from hub.storage import feedscripts
+from hub.storage import scripts
 from hub.storage.changes import channel
 from hub.storage.groupreads import SENTINEL, GroupReads, GroupSummary, parse_summaries
 from hub.storage.rankindex import RankIndex
@@ -101,14 +101,14 @@ _MISSING = {0: "feed", 1: "marks", 2: "celebrities"}
 class FeedCache(GroupReads):
     def __init__(self, redis: Redis, prefix: str) -> None:
         super().__init__(redis, prefix)
-        self._flat_add = redis.register_script(feedscripts.FLAT_ADD)
-        self._agg_add = redis.register_script(feedscripts.AGG_ADD)
-        self._agg_remove = redis.register_script(feedscripts.AGG_REMOVE)
-        self._flat_remove = redis.register_script(feedscripts.FLAT_REMOVE)
+        self._flat_add = redis.register_script(scripts.FLAT_ADD)
+        self._agg_add = redis.register_script(scripts.AGG_ADD)
+        self._agg_remove = redis.register_script(scripts.AGG_REMOVE)
+        self._flat_remove = redis.register_script(scripts.FLAT_REMOVE)
         self._channel = channel(prefix)
-        self._read = redis.register_script(feedscripts.READ)
+        self._read = redis.register_script(scripts.READ)
         self._read_batch = ScriptBatch(redis, self._read)  # concurrent reads share a round trip
-        self._store_page = ScriptBatch(redis, redis.register_script(feedscripts.STORE_PAGE))
+        self._store_page = ScriptBatch(redis, redis.register_script(scripts.STORE_PAGE))
         self._keeping = Background()  # pages being stored
         self.ranks = RankIndex(redis, prefix)
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from redis.asyncio import Redis
 
+from hub.storage import scripts
 from hub.storage.cassandra import Cassandra
 from hub.storage.precondition import SetsHoldOnly
 from hub.storage.redis import Keys
@@ -23,32 +24,6 @@ SENTINEL = "!"
 # The counter only has to outlive a load (milliseconds); an hour is generous. A counter
 # that expires mid-load reads as changed, which only makes the load skip its write.
 CHANGES_TTL = 3600
-
-# KEYS: the set, its counter. ARGV: "add" or "remove", the follower, the counter's TTL.
-_CHANGE = """
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-if ARGV[1] == 'remove' then
-  return redis.call('SREM', KEYS[1], ARGV[2])
-end
-if redis.call('SISMEMBER', KEYS[1], '!') == 1 then
-  return redis.call('SADD', KEYS[1], ARGV[2])
-end
-return -1
-"""
-
-# KEYS: the set, its counter. ARGV: the counter as it was before the read ("" for none),
-# then the followers read. SADD in slices: Lua's unpack fails past about 8,000 values.
-_LOAD = """
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then
-  return 0
-end
-for i = 2, #ARGV, 1000 do
-  redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-redis.call('SADD', KEYS[1], '!')
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -72,8 +47,8 @@ class FollowStore:
         self.db = db
         self.redis = redis
         self.prefix = prefix
-        self._change = redis.register_script(_CHANGE)
-        self._load = redis.register_script(_LOAD)
+        self._change = redis.register_script(scripts.FOLLOW_CHANGE)
+        self._load = redis.register_script(scripts.FOLLOW_LOAD)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)

@@ -28,6 +28,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hub.domain.models import Activity
+from hub.storage import scripts
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
 
@@ -37,16 +38,6 @@ _PENDING = "?"
 _FAILED = "!"
 _POLL = 0.02
 
-# A try that failed marks its own pending claims failed, and only those: a claim that was
-# confirmed meanwhile, or that is another try's, is left as it is. The TTL is kept.
-_FAIL = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[2 * i - 1] then
-    redis.call('SET', key, ARGV[2 * i], 'KEEPTTL')
-  end
-end
-return 0
-"""
 
 INSERT = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)"
 
@@ -82,7 +73,7 @@ class ForeignIds:
     def __init__(self, db: Cassandra, redis: Redis) -> None:
         self.db = db
         self.redis = redis
-        self._fail = redis.register_script(_FAIL)
+        self._fail = redis.register_script(scripts.CLAIMS_FAIL)
 
     async def claim(self, k: Keys, claims: Sequence[tuple[str, str]]) -> list[Claim | None]:
         """Claim each ``(foreign_id, id)``, pending: None where this try got the claim,

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from hub.config import FeedGroup
 from hub.domain.aggregation import MAX_ACTIVITIES, MAX_ACTORS
-from hub.storage import feedscripts
+from hub.storage import scripts
 from hub.storage.redis import Keys
 
 SENTINEL = "!"
@@ -63,7 +63,7 @@ class GroupReads:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._summaries = redis.register_script(feedscripts.GROUP_SUMMARIES)
+        self._summaries = redis.register_script(scripts.GROUP_SUMMARIES)
 
     def keys(self, app: str) -> Keys:
         return Keys(self.prefix, app)

@@ -29,8 +29,8 @@ from redis.asyncio import Redis
 
 from hub.config import FeedGroup
 from hub.storage.cassandra import Cassandra
-from hub.storage.feedscripts import COUNT, MARKS_GONE
 from hub.storage.redis import Keys
+from hub.storage.scripts import COUNT, MARKS_GONE
 
 KINDS = ("seen", "read")
 # The third kind of mark (hub/storage/archive.py), and the hash field saying it may be present.

@@ -19,8 +19,8 @@ from redis.asyncio.client import Pipeline
 from hub.config import FeedGroup
 from hub.domain.models import Activity
 from hub.domain.ranking import rank_score
-from hub.storage.feedscripts import RANK_ADD, RANK_PAGE
 from hub.storage.redis import Keys
+from hub.storage.scripts import RANK_ADD, RANK_PAGE
 from hub.storage.trip import Trip
 
 

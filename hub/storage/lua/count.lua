@@ -1,6 +1,6 @@
 -- count(z, mk, gs, kind, agg): a feed's unseen (kind "seen") or unread ("read") entries.
 -- Shared function (no KEYS or ARGV of its own), put before read.lua and count_main.lua by
--- hub/storage/feedscripts.py. z: order set, mk: marks hash (hub/storage/marks.py), gs:
+-- hub/storage/scripts.py. z: order set, mk: marks hash (hub/storage/marks.py), gs:
 -- group states (aggregated) or the order set again, agg: aggregated flag.
 -- Entries newer than the watermark, minus those individually marked at or above their
 -- current newest id, minus those archived (an "archived:<entry>" mark at or above their

@@ -1,6 +1,6 @@
 -- Shared functions of the aggregated-feed scripts (no KEYS or ARGV of its own): put
 -- before agg_add.lua, agg_remove.lua, read.lua and group_summaries.lua by
--- hub/storage/feedscripts.py. The layout (hub/storage/feedcache.py), per feed:
+-- hub/storage/scripts.py. The layout (hub/storage/feedcache.py), per feed:
 --   order    sorted set "<newest id>|<gid>" (and the sentinel "!")
 --   states   hash gid -> {"k": group key, "c": created_at, "n": newest id}
 --   members  sorted set "<gid>|<activity id>|<actor>"
