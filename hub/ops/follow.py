@@ -36,7 +36,7 @@ async def follow(hub: Hub, app: str, follower: str, followee: str, copy: int) ->
         if len(ids) >= 1000:
             log.info("%s: copying %d activities of %s into %s's feeds", app, len(ids), followee, follower)
         for group in hub.settings.follower_groups("user"):
-            feed = f"{group.name}:{follower}"
+            feed = group.feed_of(follower)
             if await hub.feeds.is_built(app, group, feed):
                 await hub.feeds.fill(app, group, feed, [bodies[i] for i in reversed(ids) if i in bodies])
     return True
@@ -56,7 +56,7 @@ async def unfollow(hub: Hub, app: str, follower: str, followee: str, keep_histor
     ids = await hub.activities.user_activity_ids(app, followee, REMOVE_DEPTH)
     bodies = await hub.activities.get_many(app, ids)
     for group in hub.settings.follower_groups("user"):
-        feed = f"{group.name}:{follower}"
+        feed = group.feed_of(follower)
         for a in bodies.values():
             await hub.feeds.remove(app, group, [feed], a)
     return True

@@ -100,7 +100,7 @@ async def _mark(request: web.Request, kind: str) -> web.Response:
         # may show nothing), without a write or a counts push.
         hub = request.app[HUB]
         await ensure_built(hub, app, group, user)
-        return web.json_response(await reads.feed_counts(hub, app, group, f"{group.name}:{user}"))
+        return web.json_response(await reads.feed_counts(hub, app, group, group.feed_of(user)))
     counts = await reads.mark(request.app[HUB], app, group, user, kind, ids)
     return web.json_response(counts)
 
