@@ -12,7 +12,8 @@ from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.binding import bind_keyspace
 from hub.storage.cassandra import Cassandra
-from workers.resilience import Outage, wait_until
+from hub.storage.outage import OutageLog
+from workers.resilience import outage_log, wait_until
 
 
 async def open_hub(settings: Settings, metrics: HubMetrics | None = None, *, bind: bool = True) -> Hub:
@@ -31,7 +32,7 @@ async def open_hub(settings: Settings, metrics: HubMetrics | None = None, *, bin
     return hub
 
 
-async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: Outage | None = None,
+async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: OutageLog | None = None,
                        metrics: HubMetrics | None = None) -> Hub | None:
     """:func:`open_hub`, retried with backoff while Cassandra is down (a worker may start
     before its dependencies); None if ``stop`` is set first. Then Redis is waited for, as
@@ -39,7 +40,7 @@ async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: Outage |
     raises :class:`~hub.storage.binding.KeyspaceConflict`); the queue loops wait for
     Redis again whenever it goes (workers/main.py)."""
     c = settings.cassandra
-    outage = outage or Outage(f"Cassandra at {', '.join(c.hosts)}:{c.port}")
+    outage = outage or outage_log(f"Cassandra at {', '.join(c.hosts)}:{c.port}")
     opened: list[Hub] = []
 
     async def attempt() -> None:
@@ -49,7 +50,7 @@ async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: Outage |
         return None
     hub = opened[0]
     try:
-        if await wait_until(lambda: bind_keyspace(hub.redis, settings), Outage(f"Redis at {settings.redis.url}"), stop):
+        if await wait_until(lambda: bind_keyspace(hub.redis, settings), outage_log(f"Redis at {settings.redis.url}"), stop):
             return hub
     except BaseException:
         await close_hub(hub)

@@ -42,10 +42,11 @@ from hub.queue import (
     queue_name,
     serialize,
 )
+from hub.storage.outage import OutageLog
 from workers.context import close_hub, hub_of, wait_for_hub
 from workers.jobs import fanout, maintenance
 from workers.metricsserver import serve_metrics
-from workers.resilience import Backoff, Outage, is_dependency_error, sleep_unless, wait_until
+from workers.resilience import Backoff, is_dependency_error, outage_log, sleep_unless, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,14 @@ async def _run_workers(settings: Settings, queues: Sequence[str], *, burst: bool
                 for w, run in zip(workers, runs):
                     await _dispose(w, run)
         else:
-            redis = Outage(f"Redis at {settings.redis.url}")
+            redis = outage_log(f"Redis at {settings.redis.url}")
             await asyncio.gather(*(_keep_running(settings, q, ctx, stop, redis) for q in queues))
     finally:
         await close_hub(hub)
 
 
 async def _keep_running(settings: Settings, priority: str, ctx: dict[str, Any], stop: asyncio.Event,
-                        redis: Outage) -> None:
+                        redis: OutageLog) -> None:
     """One queue's arq worker, rebuilt whenever it ends, until ``stop`` is set."""
     loop = asyncio.get_running_loop()
     backoff = Backoff(first=1.0, cap=30.0, reset_after=60.0)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from redis.exceptions import ResponseError
 
 from hub.errors import Unavailable
+from hub.storage.outage import OutageLog
 from hub.storage.redis import REDIS_DOWN
 
 log = logging.getLogger(__name__)
@@ -56,31 +56,13 @@ class Backoff:
         return current
 
 
-@dataclass
-class Outage:
-    """One warning when ``what`` goes down, one info line when it is back: never a line per
-    failed attempt, whichever of several loops notices."""
-
-    what: str
-    _since: float | None = field(default=None, init=False)
-
-    @property
-    def down(self) -> bool:
-        return self._since is not None
-
-    def failed(self, exc: BaseException) -> None:
-        if self._since is None:
-            self._since = time.monotonic()
-            log.warning("%s is unavailable (%s: %s); retrying with backoff until it is back",
-                        self.what, type(exc).__name__, str(exc)[:200])
-
-    def recovered(self) -> None:
-        if self._since is not None:
-            log.warning("%s is back after %.1f s", self.what, time.monotonic() - self._since)
-            self._since = None
+def outage_log(what: str) -> OutageLog:
+    """One warning when ``what`` goes down, one when it is back: never a line per failed
+    attempt, whichever of several loops notices (hub/storage/outage.py, logged here)."""
+    return OutageLog(what, log)
 
 
-async def wait_until(check: Callable[[], Awaitable[object]], outage: Outage, stop: asyncio.Event,
+async def wait_until(check: Callable[[], Awaitable[object]], outage: OutageLog, stop: asyncio.Event,
                      backoff: Backoff | None = None) -> bool:
     """Call ``check`` until it returns without a dependency error; False if ``stop`` was
     set first. Other errors propagate (they are bugs, not outages)."""

@@ -6,7 +6,7 @@ websocket gateway turn them into the public ``unavailable`` (HTTP 503, or an err
 frame): a client may retry. A malformed command or statement (``ResponseError``,
 ``InvalidRequest``) is a bug, not an outage, and is not in this list.
 
-:class:`OutageLog` keeps the logs of the web and realtime processes readable through an
+:class:`OutageLog` keeps the logs of the web, realtime and worker processes readable through an
 outage: one line when it starts and one when it ends, not one per request or attempt.
 """
 
@@ -58,8 +58,9 @@ def as_unavailable(exc: BaseException) -> Unavailable:
 @dataclass
 class OutageLog:
     """One warning when ``what`` starts failing and one when it works again, whatever the
-    number of requests or attempts that meet the outage meanwhile (as a worker's
-    ``Outage``, workers/resilience.py). Lines go to ``logger``: the module that met it."""
+    number of requests or attempts that meet the outage meanwhile. The one implementation,
+    for web, realtime and workers (workers/resilience.py ``outage_log``). Lines go to
+    ``logger``: the module that met it."""
 
     what: str
     logger: logging.Logger
