@@ -16,6 +16,7 @@ from hub.domain.activity import split_feed_id
 from hub.domain.ids import IdGenerator
 from hub.errors import InvalidRequest, NotFound
 from hub.metrics import HubMetrics
+from hub.ops.feedpage import VerbTimes
 from hub.queue import JobScript
 from hub.storage.activities import ActivityStore
 from hub.storage.cassandra import Cassandra
@@ -38,6 +39,8 @@ class Hub:
     ids: IdGenerator = field(default_factory=IdGenerator)
     # The process's metrics (hub/metrics.py); a private, unscraped registry if none is given.
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    # Parsed verb and time of recently rendered bodies (hub/ops/feedpage.py).
+    verb_times: VerbTimes = field(default_factory=VerbTimes)
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, db: Cassandra, queue: ArqRedis,

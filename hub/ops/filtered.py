@@ -79,5 +79,5 @@ async def _groups(hub: Hub, req: PageRequest, members: list[str],
     page, more = members[: req.limit], len(members) > req.limit
     summaries = await hub.feeds.summaries(req.app, req.feed, [m.split("|", 1)[1] for m in page])
     bodies = await body_texts(hub.activities, req.app, [i for g in summaries for i in g.newest])
-    rows = feedpage.heads(summaries, bodies)
+    rows = feedpage.heads(summaries, bodies, hub.verb_times)
     return feedpage.with_marks(req.group, rows, dict(marks)), (page[-1] if more and page else None)

@@ -125,7 +125,7 @@ class AggregatedReader:
         bodies, complete = cached, all(i in cached for i in ids)
         if not complete:  # hot reads have every body already
             bodies = await body_texts(hub.activities, req.app, ids, cached)
-        rows = feedpage.heads(page, bodies)
+        rows = feedpage.heads(page, bodies, hub.verb_times)
         nxt = page[-1].cursor if more and page else None
         if token and complete:
             # Only then: the read script checks that the bodies a page holds are still cached.
