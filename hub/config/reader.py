@@ -64,7 +64,7 @@ class Reader:
             raise ConfigError(key, f"must be at least {lo}, not {v}")
         if hi is not None and v > hi:
             raise ConfigError(key, f"must be at most {hi}, not {v}")
-        return v
+        return int(v)
 
     def num(self, key: str, default: float, lo: float | None = None) -> float:
         v = self.raw(key, default)

@@ -33,7 +33,7 @@ def _int(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int
     v = data.get(name, default)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise InvalidRequest(f"{name} must be an integer from {lo} to {hi}", field=name)
-    return v
+    return int(v)
 
 
 def _bool(data: dict[str, Any], name: str, default: bool) -> bool:
