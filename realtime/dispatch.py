@@ -7,7 +7,9 @@ read and fetched, and that delivers only after the batch before it has delivered
 frames leave in the order Redis published them (per feed: the change-log order). At most
 ``MAX_IN_FLIGHT`` batches are pending; beyond that the listener waits.
 
-Each frame is serialised once and pushed, as the same bytes, to every socket of its feed.
+Each frame is serialised once and pushed, as the same bytes, to every socket of its feed;
+an entry is rendered once per feed and batch, as JSON text that every change of it in the
+batch splices into its own frame (own cursor) without parsing it back (realtime/frames.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import redis.asyncio as aioredis
 from hub.storage.changes import REFRESH_EVERY, ChangeLog, parse_cursor
 from hub.storage.outage import DEPENDENCY_DOWN, OutageLog
 from realtime.conn import Conn, Cursor, dumps
-from realtime.frames import FeedView
+from realtime.frames import FeedView, FramePieces
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,7 @@ class Dispatcher:
         return wanted, entries, counts
 
     def _deliver_batch(self, wanted: list[dict[str, Any]], entries: dict[Key, Any], counts: dict[Key, Any]) -> None:
+        shared: dict[Key, FramePieces] = {}  # per feed: what its entry frames in this batch share
         for m in wanted:
             key = (m["app"], m["feed"])
             conns = self.subs.get(key)
@@ -190,9 +193,12 @@ class Dispatcher:
                     log.warning("realtime: could not build frame for %s: %r %r", key, es, cs)
                     continue
                 ctuple = parse_cursor(cursor) if isinstance(cursor, str) else None
+                pieces = shared.get(key)
+                if pieces is None:
+                    pieces = shared[key] = FramePieces(m["feed"], cs)
                 for i in m.get("ids", []):
                     if i in es:
-                        data = dumps({"op": "entry", "feed": m["feed"], "entry": es[i], "cursor": cursor, **cs})
+                        data = pieces.frame(es[i], cursor)  # the entry's text spliced in
                         self.deliver(conns, m["feed"], ctuple, data, "entry")
             elif op == "deleted":
                 data = dumps({"op": "deleted", "feed": m["feed"], "ids": m.get("ids", []), "cursor": cursor})

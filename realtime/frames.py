@@ -9,20 +9,81 @@ ids, each O(log n) in Redis whatever the group's size), marks and both counts in
 pipelined round trip (hub/storage/feedstate.py), then the bodies in one MGET
 (aggregated feeds), instead of five dependent round trips. Each round trip on a busy
 event loop costs a scheduling delay, which is what 202-to-frame latency is made of.
+
+Its entries are JSON *text*, exactly as ``json.dumps(entry, separators=(",", ":"),
+ensure_ascii=False)`` writes the entry (realtime/conn.py ``dumps``), and
+:func:`entry_frame` splices that text into the frame: no entry is parsed back and
+serialised again, which was most of a frame's cost on a busy aggregated feed. Stored
+bodies are written with ``ensure_ascii`` (non-ASCII as ``\\uXXXX``); such escapes are
+written as the characters (:func:`frame_body`), so frames are the same bytes as when they
+were built from parsed entries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 
 from hub.config import FeedGroup
 from hub.core import Hub
 from hub.domain.activity import split_feed_id
 from hub.ops import feedpage
-from hub.storage.bodytexts import body_texts
+from hub.storage.bodytexts import body_texts, compact
 from hub.storage.feedstate import feed_state
 from hub.storage.groupreads import GroupSummary
+from realtime.conn import dumps
+
+_str = json.encoder.encode_basestring  # json.dumps(s, ensure_ascii=False) for a str s
+
+
+# In a stored (ensure_ascii) text: a surrogate pair, one \\u escape, or any other escape
+# (matched so that an escaped backslash before a "u" is never read as a \\u escape).
+_ESCAPE = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})|\\[^u]")
+
+
+def _plain(m: re.Match[str]) -> str:
+    if m.group(1):
+        return chr(0x10000 + ((int(m.group(1), 16) - 0xD800) << 10) + int(m.group(2), 16) - 0xDC00)
+    if m.group(3):
+        c = int(m.group(3), 16)
+        return m.group(0) if c < 0x20 else chr(c)  # control characters stay escaped in both forms
+    return m.group(0)
+
+
+def frame_body(text: str) -> str:
+    """A stored body text as ``dumps`` writes it inside a frame (``ensure_ascii=False``).
+
+    Both forms escape ``"``, ``\\`` and control characters alike and differ only where
+    the stored one has a ``\\u`` escape of another character: those are written as the
+    characters (a surrogate pair as one), without parsing the body."""
+    return text if "\\u" not in text else _ESCAPE.sub(_plain, text)
+
+
+class FramePieces:
+    """What every ``entry`` frame of one feed and batch shares: the text around the entry
+    and the cursor (``dumps({"op": "entry", "feed": feed, "entry": .., "cursor": ..,
+    **counts})`` with the entry's JSON text spliced in, byte for byte the same)."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, feed: str, counts: dict[str, int]) -> None:
+        self.head = f'{{"op":"entry","feed":{compact(feed)},"entry":'
+        self.tail = "".join(f",{compact(k)}:{compact(v)}" for k, v in counts.items()) + "}"
+
+    def frame(self, entry: str, cursor: Any) -> bytes:
+        c = _str(cursor) if type(cursor) is str else compact(cursor)
+        text = f'{self.head}{entry},"cursor":{c}{self.tail}'
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: dumps escapes the whole frame then
+            return dumps(json.loads(text))
+
+
+def entry_frame(feed: str, entry: str, cursor: Any, counts: dict[str, int]) -> bytes:
+    """One ``entry`` frame (see :class:`FramePieces`)."""
+    return FramePieces(feed, counts).frame(entry, cursor)
 
 
 class FeedView:
@@ -43,30 +104,32 @@ class FeedView:
         if not states:
             return {}
         marks = await self.hub.marks.load(app, feed)
-        return await self._groups(app, group, states, marks)
+        return {gid: json.loads(t) for gid, t in (await self._groups(app, group, states, marks)).items()}
 
     async def _activities(self, app: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         bodies = await self.hub.activities.get_many(app, ids)
         return {i: bodies[i].to_json() for i in ids if i in bodies}
 
     async def _groups(self, app: str, group: FeedGroup, states: list[GroupSummary],
-                      marks: dict[str, str]) -> dict[str, dict[str, Any]]:
+                      marks: dict[str, str]) -> dict[str, str]:
         if not states:
             return {}
-        bodies = await body_texts(self.hub.activities, app, [i for st in states for i in st.newest])
-        return feedpage.entries(group, states, bodies, marks)
+        stored = await body_texts(self.hub.activities, app, [i for st in states for i in st.newest])
+        bodies = {i: frame_body(t) for i, t in stored.items()}
+        return feedpage.entry_texts(group, states, bodies, marks, self.hub.verb_times)
 
-    async def frame_parts(self, app: str, feed: str, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-        """``(entries(ids), counts)`` in as few round trips as possible (see the module doc)."""
+    async def frame_parts(self, app: str, feed: str, ids: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+        """``(entries(ids) as JSON text, counts)`` in as few round trips as possible (see the
+        module doc)."""
         group = self.group(feed)
         ids = list(dict.fromkeys(ids))
         state = await feed_state(self.hub.feeds, self.hub.marks, app, group, feed, ids)
         if state is None:
             # Marks not cached (the subscription loads them, so rare): the general path.
             entries, counts = await asyncio.gather(self.entries(app, feed, ids), self.counts(app, feed))
-            return entries, counts
+            return {i: compact(e) for i, e in entries.items()}, counts
         if not group.is_aggregated:
-            return await self._activities(app, ids), state.counts
+            return {i: compact(e) for i, e in (await self._activities(app, ids)).items()}, state.counts
         return await self._groups(app, group, state.summaries, state.marks), state.counts
 
     async def counts(self, app: str, feed: str) -> dict[str, int]:

@@ -4,7 +4,7 @@ An entry (docs/api.md, Entries) is written as JSON text straight from a group's 
 (:class:`hub.storage.groupreads.GroupSummary`, the one parse of the scripts' answer) and
 its newest bodies as stored, in two parts: everything up to ``"is_seen":`` (a function of
 the group and its bodies: what the page cache keeps), then the marks, applied at every
-read. Pages (fresh or cached) and websocket frames (:func:`entries`) all go through
+read. Pages (fresh or cached) and websocket frames (:func:`entry_texts`) all go through
 :func:`heads` and :func:`with_marks`, so they give the same entries.
 
 The cached text (``hub.storage.feedcache``, page cache) is one header line
@@ -68,11 +68,12 @@ def with_marks(group: FeedGroup, rows: Iterable[Head], marks: dict[str, str]) ->
     return out
 
 
-def entries(group: FeedGroup, summaries: list[GroupSummary], bodies: dict[str, str],
-            marks: dict[str, str], verb_times: VerbTimes | None = None) -> dict[str, dict[str, Any]]:
-    """``group id -> entry`` as JSON values (websocket frames), rendered as a page is."""
+def entry_texts(group: FeedGroup, summaries: list[GroupSummary], bodies: dict[str, str],
+                marks: dict[str, str], verb_times: VerbTimes | None = None) -> dict[str, str]:
+    """``group id -> entry`` as JSON text, rendered as a page is (websocket frames splice
+    it into the frame without parsing it back; realtime/frames.py)."""
     rows = heads(summaries, bodies, verb_times)
-    return {gid: json.loads(text) for (gid, _, _), text in zip(rows, with_marks(group, rows, marks))}
+    return {gid: text for (gid, _, _), text in zip(rows, with_marks(group, rows, marks))}
 
 
 def page_text(entries: int, nxt: str | None, body_ids: Iterable[str], rows: list[Head]) -> str | None:
