@@ -162,9 +162,8 @@ class Dispatcher:
         keys = list(entry_ids)
         if not keys:
             return wanted, {}, {}
-        # What the frames need, once per feed and batch, concurrently.
-        results = await asyncio.gather(*(self.view.frame_parts(a, f, entry_ids[(a, f)]) for a, f in keys),
-                                       return_exceptions=True)
+        # What the frames need, once per feed and batch, for all the batch's feeds together.
+        results = await self.view.frame_parts([(a, f, entry_ids[(a, f)]) for a, f in keys])
         entries: dict[Key, Any] = {}
         counts: dict[Key, Any] = {}
         for key, r in zip(keys, results):

@@ -1,13 +1,16 @@
-"""A feed's current entries' summaries, marks and counts in one round trip (websocket frames).
+"""Feeds' current entries' summaries, marks and counts in one round trip (websocket frames).
 
 Each round trip on a busy event loop costs a scheduling delay, which is what
-202-to-frame latency is made of, so the gateway's dispatcher asks for all three at once.
+202-to-frame latency is made of, and each one costs the gateway's CPU (a pipeline with
+scripts is two: redis-py checks the scripts first), so the dispatcher asks for all
+three at once, for every feed of a pub/sub batch together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hub.config import FeedGroup
 from hub.storage.feedcache import FeedCache
@@ -22,18 +25,37 @@ class FeedState:
     counts: dict[str, int]
 
 
-async def feed_state(feeds: FeedCache, marks: MarkStore, app: str, group: FeedGroup, feed: str,
-                     gids: Sequence[str]) -> FeedState | None:
-    """The summaries of ``gids`` (aggregated feeds; none for a flat one), the marks and
-    both counts, read together; None when the marks are not cached (then the counts
-    would be wrong: load them and read the usual way)."""
+# One feed's question: (app, its group, feed id, the group ids wanted: aggregated feeds)
+Ask = tuple[str, FeedGroup, str, Sequence[str]]
+
+
+async def feed_states(feeds: FeedCache, marks: MarkStore,
+                      asks: Sequence[Ask]) -> list[FeedState | None | BaseException]:
+    """For each feed asked, in that order: the summaries of its ``gids`` (aggregated
+    feeds; none for a flat one), its marks and both counts, all feeds read in one
+    pipeline; None for a feed whose marks are not cached (then the counts would be wrong:
+    load them and read the usual way). A command that failed fails its feed only (the
+    error in that feed's place); a lost connection raises, for all."""
     pipe = feeds.redis.pipeline(transaction=False)
-    agg = group.is_aggregated
-    if agg:
-        await feeds.queue_summaries(pipe, app, feed, gids)
-    pipe.hgetall(marks.keys(app).marks(feed))
-    await marks.queue_counts(pipe, app, group, feed)
-    res = await pipe.execute()
+    spans: list[tuple[bool, int]] = []  # per feed: aggregated, how many answers
+    for app, group, feed, gids in asks:
+        before = len(pipe)
+        if group.is_aggregated:
+            await feeds.queue_summaries(pipe, app, feed, gids)
+        pipe.hgetall(marks.keys(app).marks(feed))
+        await marks.queue_counts(pipe, app, group, feed)
+        spans.append((group.is_aggregated, len(pipe) - before))
+    res = await pipe.execute(raise_on_error=False) if asks else []
+    out: list[FeedState | None | BaseException] = []
+    at = 0
+    for agg, n in spans:
+        part, at = res[at : at + n], at + n
+        err = next((r for r in part if isinstance(r, BaseException)), None)
+        out.append(err if err is not None else _state(agg, part))
+    return out
+
+
+def _state(agg: bool, res: list[Any]) -> FeedState | None:
     raws = res.pop(0) if agg else []
     found, seen, read = res
     if "!" not in found:
