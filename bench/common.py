@@ -27,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 
 from hub.config import AppSettings, FeedGroup, Settings
 from hub.domain.signing import sign as sign_body
@@ -46,40 +50,28 @@ def info(msg: str) -> None:
 
 
 class Progress:
-    """A hand-rolled progress bar on stderr (redrawn at most 10 times a second)."""
+    """A progress bar on stderr, drawn by rich.
+
+    On a terminal it is redrawn in place; when stderr is not a terminal (a pipe, a test
+    capturing it) rich draws nothing while it runs and prints the final bar once at
+    ``close()``, so logs get one readable line per bar.
+    """
 
     def __init__(self, label: str, total: int, unit: str = "") -> None:
         self.label, self.total, self.unit = label, max(1, total), unit
-        self.done = 0
-        self.start = time.monotonic()
-        self._drawn = 0.0
-        self._drawn_done = -1
-        self._tty = sys.stderr.isatty()
+        self._bar = RichProgress(
+            TextColumn("{task.description:<22}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+            TextColumn(unit), TimeElapsedColumn(),
+            console=Console(stderr=True, highlight=False), refresh_per_second=10,
+        )
+        self._task = self._bar.add_task(escape(label), total=self.total)
+        self._bar.start()
 
     def update(self, done: int) -> None:
-        self.done = done
-        now = time.monotonic()
-        if now - self._drawn >= (0.1 if self._tty else 2.0) or done >= self.total:
-            self._drawn = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        self._drawn_done = self.done
-        frac = min(1.0, self.done / self.total)
-        bar = "#" * int(frac * 30)
-        line = f"{self.label:<22} [{bar:<30}] {self.done}/{self.total} {self.unit} {now - self.start:5.1f}s"
-        if self._tty:
-            sys.stderr.write("\r" + line)
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        self._bar.update(self._task, completed=done)
 
     def close(self) -> None:
-        if self._drawn_done != self.done:
-            self._draw(time.monotonic())
-        if self._tty:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        self._bar.stop()
 
 
 def free_port() -> int:

@@ -133,20 +133,24 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.progress import status_lines
     from hub.storage.schema import LATEST, migrate
 
-    applied = asyncio.run(migrate(settings.cassandra, progress=print))
+    with status_lines("migrating the schema") as progress:
+        applied = asyncio.run(migrate(settings.cassandra, progress=progress))
     ks = settings.cassandra.keyspace
     print(f"keyspace {ks}: schema version {LATEST}" + (f" (applied {applied})" if applied else " (up to date)"))
     return 0
 
 
 def _services(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.progress import status_lines
     from hub import services
 
     try:
         if args.action == "start":
-            services.start(settings, progress=print)
+            with status_lines("starting services") as progress:
+                services.start(settings, progress=progress)
         elif args.action == "stop":
             services.stop(settings, progress=print)
         else:

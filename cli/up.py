@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from types import FrameType
 
+from cli.progress import status_lines
 from hub import services
 from hub.config import Settings
 from hub.storage import redis as redis_storage
@@ -63,14 +64,16 @@ class Child:
 def up(settings: Settings, *, config: str | None = None) -> int:
     t0 = time.monotonic()
     try:
-        started = services.start(settings, progress=print)
+        with status_lines("starting services") as progress:
+            started = services.start(settings, progress=progress)
     except services.ServiceError as e:
         print(f"hub: {e}", file=sys.stderr)
         return 1
     children: list[Child] = []
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        applied = asyncio.run(migrate(settings.cassandra, progress=print))
+        with status_lines("migrating the schema") as progress:
+            applied = asyncio.run(migrate(settings.cassandra, progress=progress))
         print(f"schema ready ({'applied ' + str(applied) if applied else 'up to date'})")
         # Before any child starts: a conflict is one line and exit 2, not a crash loop.
         asyncio.run(_bind(settings))
