@@ -340,6 +340,17 @@ async def test_server_sent_events_when_websockets_are_refused(served_sse, browse
     await _wait(p, f"{ROWS}.length === 2")
     assert await p.evaluate(TEXTS) == ["dan commented on post:1", "carol and 1 other liked photo:1"]
     assert len(streams) == 1
+
+    # Resumed after a drop with since: every missed group once.
+    await ctx.set_offline(True)
+    await p.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
+    for n in range(3):
+        await _post(origin, settings, actor=f"u{n}", verb="share", object=f"doc:{n}", to=[f"notification:{bob}"])
+    await asyncio.sleep(1.0)
+    await ctx.set_offline(False)
+    await _wait(p, f"{ROWS}.length === 5", timeout=20_000)
+    assert len(set(await p.evaluate(f"{ROWS}.map(li => li.dataset.id)"))) == 5
+    assert "since=" in streams[-1]
     await p.evaluate("document.querySelector('hub-inbox').remove()")  # closes the stream
     await asyncio.sleep(1.0)  # the server's next heartbeat finds it gone
     assert errors == []
