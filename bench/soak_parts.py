@@ -5,6 +5,7 @@ processes that time sampled activities' frames, and per-process CPU and RSS from
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import multiprocessing as mp
 import os
@@ -12,6 +13,7 @@ import queue
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -253,8 +255,35 @@ def process_pids(env: Environment, redis_pid: int | None, clients: list[int]) ->
             pids[st.name] = [st.pid]
     if "redis" not in pids and redis_pid:
         pids["redis"] = [redis_pid]
+    if "cassandra" not in pids:  # not started from this checkout: whoever listens on its port
+        c = env.settings.cassandra
+        found = listener_pid(c.hosts[0], c.port)
+        if found:
+            pids["cassandra"] = [found]
     pids["bench"] = [os.getpid(), *clients]
     return pids
+
+
+def listener_pid(host: str, port: int) -> int | None:
+    """The pid of the process listening on an IPv4 ``host:port`` (Linux /proc), or None."""
+    want = f"{ipaddress.IPv4Address(host).packed[::-1].hex().upper()}:{port:04X}"
+    inodes = set()
+    try:
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[1] in (want, f"00000000:{port:04X}") and f[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    except OSError:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
 
 
 def log_counts(env: Environment) -> dict[str, int]:

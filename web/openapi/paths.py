@@ -171,6 +171,18 @@ def paths() -> dict[str, dict[str, Any]]:
         }},
         "/": {"get": _plain("pages", "The live inbox page", _HTML)},
         "/demo": {"get": _plain("pages", "The live inbox page (?token=...)", _HTML)},
+        # The demo page's helpers: only for the development app "demo" with its public secret.
+        "/demo/activities": {"post": {
+            "tags": ["pages"], "summary": "Post a test activity into the token's user's notification feed (demo app)",
+            "security": USER, "requestBody": _body({"type": "object", "properties": {
+                "actor": {"type": "string"}, "verb": {"type": "string"}, "object": {"type": "string"}}}),
+            "responses": {"202": _json(ref("Accepted"), "stored durably, fan-out queued"),
+                          **_errors(400, 401, 403, 413, 503)},
+        }},
+        "/demo/token": {"post": {
+            "tags": ["pages"], "summary": "A fresh token for the token's user (demo app)", "security": USER,
+            "responses": {"200": _json(ref("Token"), "an HS256 JWT for the user"), **_errors(400, 401, 403, 503)},
+        }},
         "/static/{filename}": {"get": {
             "tags": ["pages"], "summary": "Static files (scripts, styles)", "security": [],
             "parameters": [_path("filename", "a file under web/static")],
