@@ -107,7 +107,9 @@ async def handle(gw: Gateway, request: web.Request, *, heartbeat: float = HEARTB
             gw._send_error(conn, {"feed": feed}, as_unavailable(e))
             await _drain(conn)
             return resp
-        while conn.open:
+        # Ends when the connection closes or the stream was closed under it (the gateway's
+        # stop at shutdown closes streams, not connections: without this the loop spun on).
+        while conn.open and not stream.done.is_set():
             try:
                 await asyncio.wait_for(stream.done.wait(), heartbeat)
             except asyncio.TimeoutError:

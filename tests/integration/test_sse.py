@@ -204,3 +204,18 @@ async def test_a_client_that_does_not_read_is_dropped_without_delaying_others(se
     assert max(delays) < 1.0, delays
     slow.close()
     fast.close()
+
+
+async def test_shutdown_ends_open_streams_at_once(settings: Settings, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    # A long heartbeat, so only the shutdown can end the stream; before, the gateway's stop
+    # closed the stream but the handler looped on until aiohttp's 60 s shutdown timeout.
+    app = create_app(settings)
+    realtime.setup(app, settings, get_hub=lambda a: a[HUB], sse_heartbeat=30.0)
+    client = await aiohttp_client(app)
+    bob = uid("bob")
+    r = await open_sse(client, settings, bob, f"notification:{bob}")
+    assert (await next_event(r, "subscribed"))["event"] == "subscribed"
+    started = time.monotonic()
+    await client.server.close()
+    assert time.monotonic() - started < 5.0
+    assert (await next_event(r, "close"))["data"]["code"] == 1001
