@@ -42,6 +42,24 @@ class Keys:
     def base(self) -> str:
         return f"{self.prefix}:{self.app}"
 
+    def feed_tag(self, feed: str) -> str:
+        """``<prefix>:{<app>:<feed>}``: the start of every key of one feed (issue 21, Redis
+        Cluster). The braces are a hash tag, so all of a feed's keys, and its change
+        channel, live in one slot and a script may touch them together."""
+        return f"{self.prefix}:{{{self.app}:{feed}}}"
+
+    def changes(self, feed: str) -> str:
+        """The feed's change stream (hub/storage/changes.py): cursors for gapless resume."""
+        return f"{self.feed_tag(feed)}:cs"
+
+    def online(self, feed: str) -> str:
+        """Present (with a TTL) while a socket follows the feed (hub/storage/changes.py)."""
+        return f"{self.feed_tag(feed)}:on"
+
+    def channel(self, feed: str) -> str:
+        """The feed's change channel (sharded pub/sub: SPUBLISH/SSUBSCRIBE)."""
+        return f"{self.feed_tag(feed)}:ch"
+
     def feed(self, feed: str) -> str:
         """Flat feed cache: lex-sorted set of activity ids (all scores 0)."""
         return f"{self.base}:f:{feed}"
