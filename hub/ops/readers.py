@@ -14,8 +14,6 @@ read script says so) is read by hub/ops/filtered.py instead, which leaves them o
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import secrets
 import time
 
@@ -29,10 +27,6 @@ from hub.storage.bodytexts import body_texts
 from hub.storage.feedcache import HotRead
 from hub.storage.groupreads import SENTINEL, GroupSummary
 from hub.storage.marks import ARCHIVED_FLAG
-
-# Page cache reservations (hub/storage/feedcache.py): unique per read across processes.
-_TOKEN = f"{os.getpid():x}.{secrets.token_hex(4)}."
-_tokens = itertools.count()
 
 
 async def _hot(hub: Hub, req: PageRequest, token: str) -> HotRead | None:
@@ -92,7 +86,9 @@ class AggregatedReader:
     :mod:`hub.ops.feedpage`, the first page kept in the page cache."""
 
     async def read(self, hub: Hub, req: PageRequest) -> Page:
-        token = f"{_TOKEN}{next(_tokens)}" if req.cursor is None else ""
+        # A page cache reservation (hub/storage/feedcache.py): unique per read across
+        # processes, so 64 random bits and no counter kept between reads.
+        token = secrets.token_hex(8) if req.cursor is None else ""
         r = await _hot(hub, req, token)
         if r is None:
             return await self._steps(hub, req)
