@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
     bench.add_argument("--cluster", metavar="CONFIG", help="intake, fanout: run again on this configuration "
                        "(config.cluster.toml) and print both runs' figures side by side")
+    bench.add_argument("--against", metavar="REF", help="run the scenario alternately on a git worktree of REF "
+                       "and on this tree; print each figure's median and new/old")
+    bench.add_argument("--rounds", type=int, default=3, help="--against: runs of each side (default 3)")
     soak = bench.add_argument_group("soak", "the soak scenario's load (defaults: 10 minutes, lines every 30 s, "
                                     "100 posts/s, 200 reads/s, 200 sockets)")
     soak.add_argument("--minutes", type=float)
@@ -182,6 +185,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.main import run_bench
 
+    if args.against:
+        from bench.against import run_against
+
+        return run_against(args.against, args.scenario, rounds=args.rounds, quick=args.quick)
     soak = {k: getattr(args, k) for k in ("minutes", "interval", "posts", "reads", "sockets")}
     return run_bench(settings, args.scenario, quick=args.quick, config=args.config, soak=soak, cluster=args.cluster)
 

@@ -1,0 +1,85 @@
+"""``hub bench SCENARIO --against REF``: the same scenario on an older commit, in the same run.
+
+A refactor must not slow the hot paths down. Comparing against a figure from another day
+compares two machines' moods, so this checks REF out into a temporary ``git worktree``
+and runs the scenario alternately on it and on this tree (old, new, old, new...), each
+run a separate ``hub bench`` process on the same services. Per line (e.g. "timeline page
+of 25, hot") it prints the median rate of each side and their ratio.
+
+Both sides use this virtualenv: the old tree's modules come first on ``PYTHONPATH``, so
+a REF whose dependencies differ from today's may not run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# A figure line of bench/read.py (and push, intake...): "<name>  12,345 req/s ..."
+_RATE = re.compile(r"^(?P<name>\S.*?)\s+(?P<rate>[\d,]+(?:\.\d+)?) (?P<unit>req/s|entries/s|frames/s|/s)\b")
+
+
+def parse_rates(output: str) -> dict[str, float]:
+    """Every "<name> <rate> <unit>" line of a bench report, by name."""
+    rates: dict[str, float] = {}
+    for line in output.splitlines():
+        m = _RATE.match(line.strip())
+        if m:
+            rates[m["name"].strip()] = float(m["rate"].replace(",", ""))
+    return rates
+
+
+def _bench(tree: Path, scenario: str, quick: bool) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    cmd = [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())", "bench", scenario]
+    if quick:
+        cmd.append("--quick")
+    done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"hub bench {scenario} in {tree} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return parse_rates(done.stdout)
+
+
+def report(ref: str, rounds: Sequence[tuple[dict[str, float], dict[str, float]]]) -> str:
+    """The medians of each side and new/old per figure line both sides printed."""
+    old: dict[str, list[float]] = defaultdict(list)
+    new: dict[str, list[float]] = defaultdict(list)
+    for o, n in rounds:
+        for name, rate in o.items():
+            old[name].append(rate)
+        for name, rate in n.items():
+            new[name].append(rate)
+    lines = [f"{'median of ' + str(len(rounds)) + ' runs each':<40} {ref[:12]:>12} {'this tree':>12}  new/old"]
+    for name in old:
+        if name in new:
+            a, b = statistics.median(old[name]), statistics.median(new[name])
+            lines.append(f"{name:<40} {a:>12,.0f} {b:>12,.0f}  {b / a if a else 0:7.2f}")
+    return "\n".join(lines)
+
+
+def run_against(ref: str, scenario: str, *, rounds: int = 3, quick: bool = False) -> int:
+    with tempfile.TemporaryDirectory(prefix="hub-against-") as tmp:
+        tree = Path(tmp) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), ref], check=True)
+        try:
+            results = []
+            for i in range(rounds):
+                print(f"round {i + 1}/{rounds}: {ref} ...", flush=True)
+                o = _bench(tree, scenario, quick)
+                print(f"round {i + 1}/{rounds}: this tree ...", flush=True)
+                results.append((o, _bench(ROOT, scenario, quick)))
+            print(report(ref, results), flush=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print(f"hub bench {scenario} --against {ref}: {e}", file=sys.stderr)
+            return 1
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    return 0
