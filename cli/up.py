@@ -21,6 +21,7 @@ from types import FrameType
 from cli.progress import status_lines
 from hub import services
 from hub.config import Settings
+from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.binding import bind_keyspace
 from hub.storage.schema import migrate
@@ -106,9 +107,11 @@ def up(settings: Settings, *, config: str | None = None) -> int:
 async def _bind(settings: Settings) -> None:
     """The keyspace guard (hub/storage/binding.py), checked once before the children start."""
     r = redis_storage.connect(settings.redis)
+    queue = await connect_queue(settings)
     try:
-        await bind_keyspace(r, settings)
+        await bind_keyspace(r, settings, queue)
     finally:
+        await queue.aclose()
         await r.aclose()
 
 

@@ -50,9 +50,9 @@ class Hub:
             settings=settings, redis=redis, db=db, queue=queue,
             activities=ActivityStore(db, redis, prefix),
             follows=FollowStore(db, redis, prefix),
-            feeds=FeedCache(redis, prefix),
-            marks=MarkStore(db, redis, prefix),
-            jobs=JobScript(redis, queue),
+            feeds=FeedCache(redis, prefix, cache_days=settings.fanout.cache_days),
+            marks=MarkStore(db, redis, prefix, cache_days=settings.fanout.cache_days),
+            jobs=JobScript(redis, queue, apart=settings.queue_apart),
             metrics=metrics or HubMetrics(),
         )
 

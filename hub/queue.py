@@ -17,8 +17,9 @@ from arq.connections import RedisSettings as ArqRedisSettings
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from hub.config import RedisSettings
+from hub.config import RedisSettings, Settings
 from hub.storage import scripts
 from hub.storage.precondition import SetsHoldOnly
 from hub.storage.trip import Trip
@@ -51,17 +52,35 @@ def deserialize(data: bytes) -> dict[str, Any]:
     return result
 
 
-def arq_redis_settings(settings: RedisSettings) -> ArqRedisSettings:
-    return ArqRedisSettings.from_dsn(settings.url)
+def arq_redis_settings(settings: Settings) -> ArqRedisSettings:
+    """arq's own description of the queue Redis (``[queue] url``, else ``redis.url``):
+    with ``redis+sentinel://``, the sentinels and the master's name."""
+    sentinel = settings.queue.sentinel
+    if sentinel is None:
+        return ArqRedisSettings.from_dsn(settings.queue_url)
+    hosts, master, db = sentinel
+    return ArqRedisSettings(host=[*hosts], sentinel=True, sentinel_master=master, database=db)
 
 
-async def connect_queue(settings: RedisSettings) -> ArqRedis:
-    """A queue client that connects on first use, so a process starts while Redis is down
-    (and answers 503 until it is back) instead of failing at start-up."""
-    pool = ConnectionPool.from_url(settings.url, socket_connect_timeout=2, socket_timeout=5)
-    return ArqRedis(
-        pool, job_serializer=serialize, job_deserializer=deserialize, default_queue_name=queue_name(settings, HIGH)
-    )
+def queue_pool(settings: Settings) -> ConnectionPool:
+    """A connection pool to the queue Redis that connects on first use. Its timeouts bound
+    how long a hung (not refusing) Redis can hold a caller or arq's poll loop. Through
+    Sentinel, each new connection asks the sentinels for the current master, so after a
+    failover the pool reconnects to the new one."""
+    timeouts = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    sentinel = settings.queue.sentinel
+    if sentinel is None:
+        return ConnectionPool.from_url(settings.queue_url, **timeouts)
+    hosts, master, db = sentinel
+    manager = Sentinel([*hosts], sentinel_kwargs=dict(timeouts), **timeouts)  # type: ignore[no-untyped-call]
+    return SentinelConnectionPool(master, manager, db=db, **timeouts)  # type: ignore[no-untyped-call]
+
+
+async def connect_queue(settings: Settings, priority: str = HIGH) -> ArqRedis:
+    """A queue client (``[queue] url``) that connects on first use, so a process starts
+    while Redis is down (and answers 503 until it is back) instead of failing at start-up."""
+    return ArqRedis(queue_pool(settings), job_serializer=serialize, job_deserializer=deserialize,
+                    default_queue_name=queue_name(settings.redis, priority))
 
 
 # arq's ``enqueue_job`` as one script (hub/storage/lua/enqueue.lua), so that queueing
@@ -72,8 +91,16 @@ QUEUED, EXISTS, NOTHING_TO_DO = 1, 0, 2
 
 
 class JobScript:
-    def __init__(self, redis: Redis, queue: ArqRedis) -> None:
-        self._script = redis.register_script(scripts.ENQUEUE)
+    """Queues jobs as arq's ``enqueue_job`` would, as part of a :class:`Trip` on the main
+    Redis. With the queues on that Redis (``queue_apart`` false) it is one script call in
+    the trip's one round trip. With the queues on a Redis of their own (a Redis Cluster
+    holds the feeds: arq cannot use it), ``skip_if`` is read in the trip (plain
+    SCARD/SISMEMBER, one key each, so a cluster routes them) and the job is queued on the
+    queue Redis right after it: two round trips, only then."""
+
+    def __init__(self, redis: Redis, queue: ArqRedis, *, apart: bool = False) -> None:
+        self._apart = apart
+        self._script = (queue if apart else redis).register_script(scripts.ENQUEUE)
         self._serializer = queue.job_serializer
         self._expires_ms = queue.expires_extra_ms
 
@@ -91,7 +118,34 @@ class JobScript:
         job = serialize_job(function, args, {}, None, now_ms, serializer=self._serializer)
         keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
         argv: list[Any] = [self._expires_ms, job, now_ms, job_id, "", "1" if again else "0"]
-        if skip_if is not None and skip_if.keys:
-            keys += skip_if.keys
-            argv[4] = skip_if.member
-        return trip.script(self._script, keys, argv)
+        if not self._apart:
+            if skip_if is not None and skip_if.keys:
+                keys += skip_if.keys
+                argv[4] = skip_if.member
+            return trip.script(self._script, keys, argv)
+        checks = self._queue_checks(trip, skip_if)
+
+        async def enqueue(answers: list[Any]) -> int:
+            if checks is not None and _idle(answers, *checks):
+                return NOTHING_TO_DO
+            return int(await self._script(keys=keys, args=argv))
+
+        return trip.then(enqueue)
+
+    @staticmethod
+    def _queue_checks(trip: Trip, skip_if: SetsHoldOnly | None) -> tuple[int, int, str] | None:
+        """SCARD and SISMEMBER of each set on ``trip``: (first answer's index, sets, member)."""
+        if skip_if is None or not skip_if.keys:
+            return None
+        first = len(trip.pipe)
+        for key in skip_if.keys:
+            trip.pipe.scard(key)
+            trip.pipe.sismember(key, skip_if.member)
+        return first, len(skip_if.keys), skip_if.member
+
+
+def _idle(answers: list[Any], first: int, sets: int, member: str) -> bool:
+    """What enqueue.lua checks: every set holds ``member`` and nothing else. An answer that
+    is an error counts as "not idle": the job is queued and finds out for itself."""
+    pairs = answers[first : first + 2 * sets]
+    return all(pairs[i] == 1 and pairs[i + 1] in (1, True) for i in range(0, len(pairs), 2))

@@ -51,7 +51,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[REDIS] = redis_storage.connect(settings.redis)
     app[SIGNED] = SignedScripts(app[REDIS])
-    app[QUEUE] = await connect_queue(settings.redis)
+    app[QUEUE] = await connect_queue(settings)
     yield
     await app[SIGNED].close()
     await app[QUEUE].aclose()
@@ -67,7 +67,7 @@ async def _cassandra(app: web.Application) -> AsyncIterator[None]:
 async def _hub(app: web.Application) -> AsyncIterator[None]:
     # Last in cleanup_ctx: opened after Redis and Cassandra, closed before them.
     # The keyspace guard (hub/storage/binding.py): a conflict stops start-up with one line.
-    await bind_unless_down(app[REDIS], app[SETTINGS])
+    await bind_unless_down(app[REDIS], app[SETTINGS], app[QUEUE])
     app[HUB] = Hub.build(app[SETTINGS], app[REDIS], app[CASSANDRA], app[QUEUE], app[METRICS])
     app[INTAKE] = Intake(app[HUB])
     yield

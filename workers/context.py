@@ -22,10 +22,10 @@ async def open_hub(settings: Settings, metrics: HubMetrics | None = None, *, bin
     ``bind``: check the keyspace guard now (hub/storage/binding.py): raises
     :class:`~hub.storage.binding.KeyspaceConflict` if the key prefix serves another keyspace."""
     db = await Cassandra.connect(settings.cassandra)
-    hub = Hub.build(settings, redis_storage.connect(settings.redis), db, await connect_queue(settings.redis), metrics)
+    hub = Hub.build(settings, redis_storage.connect(settings.redis), db, await connect_queue(settings), metrics)
     if bind:
         try:
-            await bind_keyspace(hub.redis, settings)
+            await bind_keyspace(hub.redis, settings, hub.queue)
         except BaseException:
             await close_hub(hub)
             raise
@@ -50,7 +50,7 @@ async def wait_for_hub(settings: Settings, stop: asyncio.Event, outage: OutageLo
         return None
     hub = opened[0]
     try:
-        if await wait_until(lambda: bind_keyspace(hub.redis, settings), outage_log(f"Redis at {settings.redis.url}"), stop):
+        if await wait_until(lambda: bind_keyspace(hub.redis, settings, hub.queue), outage_log(f"Redis at {settings.redis.url}"), stop):
             return hub
     except BaseException:
         await close_hub(hub)

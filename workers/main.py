@@ -27,7 +27,6 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Function, Worker, func
-from redis.asyncio import ConnectionPool
 
 from hub.config import Settings
 from hub.metrics import HubMetrics
@@ -40,6 +39,7 @@ from hub.queue import (
     SWEEP,
     deserialize,
     queue_name,
+    queue_pool,
     serialize,
 )
 from hub.storage.outage import OutageLog
@@ -96,10 +96,9 @@ def measured(coroutine: Callable[..., Awaitable[Any]], name: str) -> Any:
 
 
 def arq_pool(settings: Settings, priority: str) -> ArqRedis:
-    """A worker's own Redis pool. It connects on first use, and its timeouts bound how
-    long a hung (not refusing) Redis can hold the poll loop."""
-    pool = ConnectionPool.from_url(settings.redis.url, socket_connect_timeout=2, socket_timeout=5)
-    return ArqRedis(pool, job_serializer=serialize, job_deserializer=deserialize,
+    """A worker's own pool on the queue Redis (``[queue] url``). It connects on first use,
+    and its timeouts bound how long a hung (not refusing) Redis can hold the poll loop."""
+    return ArqRedis(queue_pool(settings), job_serializer=serialize, job_deserializer=deserialize,
                     default_queue_name=queue_name(settings.redis, priority))
 
 
@@ -165,7 +164,7 @@ async def _run_workers(settings: Settings, queues: Sequence[str], *, burst: bool
                 for w, run in zip(workers, runs):
                     await _dispose(w, run)
         else:
-            redis = outage_log(f"Redis at {settings.redis.url}")
+            redis = outage_log(f"Redis at {settings.queue_url}")
             await asyncio.gather(*(_keep_running(settings, q, ctx, stop, redis) for q in queues))
     finally:
         await close_hub(hub)

@@ -15,15 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from hub.config import Settings
 from hub.metrics import HubMetrics
-from hub.queue import PRIORITIES, queue_name
-from hub.storage import redis as redis_storage
+from hub.queue import PRIORITIES, connect_queue, queue_name
 
 
 @asynccontextmanager
 async def serve_metrics(settings: Settings, metrics: HubMetrics, port: int) -> AsyncIterator[None]:
     """Serve ``GET /metrics`` on ``server.host:port`` while the block runs (the same interface
     as ``hub serve``, so a worker exposes nothing a server of the same config would not)."""
-    redis = redis_storage.connect(settings.redis)
+    redis = await connect_queue(settings)  # the queues' Redis ([queue] url)
     queues = [(p, queue_name(settings.redis, p)) for p in PRIORITIES]
 
     async def scrape(request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ from hub.config.settings import (
     CassandraSettings,
     FanoutSettings,
     FeedGroup,
+    QueueSettings,
     RedisSettings,
     ServerSettings,
     ServicesSettings,
@@ -63,7 +64,7 @@ def load_settings(
 
 def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Path | None = None) -> Settings:
     r = Reader(raw)
-    known = {"server", "redis", "cassandra", "fanout", "worker", "services", "apps", "feeds"}
+    known = {"server", "redis", "queue", "cassandra", "fanout", "worker", "services", "apps", "feeds"}
     for key in raw:
         if key not in known:
             raise ConfigError(key, f"unknown table (expected one of {', '.join(sorted(known))})")
@@ -73,14 +74,13 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
         port=r.port("server.port", 8080, env_value=env.get("HUB_PORT"), env_name="HUB_PORT"),
     )
     cassandra = _cassandra(r, env)
-    redis_url = env.get("HUB_REDIS_URL") or r.text("redis.url", RedisSettings.url)
-    if urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("redis.url", f"{redis_url!r} is not a redis:// URL")
-    redis = RedisSettings(url=redis_url, key_prefix=r.ident("redis.key_prefix", prefix_for(cassandra.keyspace)))
+    redis = _redis(r, env, cassandra.keyspace)
+    queue = _queue(r, env, redis)
     fanout = FanoutSettings(
         chunk_size=r.integer("fanout.chunk_size", 100, lo=1, hi=10_000),
         celebrity_threshold=r.integer("fanout.celebrity_threshold", 10_000, lo=1),
         active_days=r.integer("fanout.active_days", 7, lo=1),
+        cache_days=r.num("fanout.cache_days", 14.0, lo=0.00001),
     )
     worker = WorkerSettings(
         job_timeout=r.integer("worker.job_timeout", 5, lo=1),
@@ -99,8 +99,55 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str], base_dir: Pat
     )
     return Settings(
         server=server, redis=redis, cassandra=cassandra, fanout=fanout, worker=worker,
-        services=services, apps=_apps(r, env), feeds=_feeds(r),
+        services=services, queue=queue, apps=_apps(r, env), feeds=_feeds(r),
     )
+
+
+def _redis(r: Reader, env: Mapping[str, str], keyspace: str) -> RedisSettings:
+    url = env.get("HUB_REDIS_URL") or r.text("redis.url", RedisSettings.url)
+    if urlparse(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("redis.url", f"{url!r} is not a redis:// URL")
+    cluster_env = env.get("HUB_REDIS_CLUSTER")
+    if cluster_env is not None:
+        if cluster_env not in ("0", "1", "true", "false"):
+            raise ConfigError("HUB_REDIS_CLUSTER", f"{cluster_env!r} is not 1 or 0")
+        cluster = cluster_env in ("1", "true")
+    else:
+        cluster = r.raw("redis.cluster", False)
+        if not isinstance(cluster, bool):
+            raise ConfigError("redis.cluster", f"must be true or false, not {cluster!r}")
+    nodes = r.str_list("redis.nodes", [])
+    for n in nodes:
+        host, _, port = n.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("redis.nodes", f"{n!r} is not host:port")
+    if nodes and not cluster:
+        raise ConfigError("redis.nodes", "start-up nodes are for a Redis Cluster: set redis.cluster = true")
+    if cluster and urlparse(url).scheme == "unix":
+        raise ConfigError("redis.url", "a Redis Cluster is reached over TCP, not a unix socket")
+    # ident() allows no braces: a prefix with "{" or "}" would change the hash tags that
+    # keep all of one feed's keys in one slot (hub/storage/redis.py, Keys).
+    return RedisSettings(url=url, key_prefix=r.ident("redis.key_prefix", prefix_for(keyspace)),
+                         cluster=cluster, nodes=nodes)
+
+
+def _queue(r: Reader, env: Mapping[str, str], redis: RedisSettings) -> QueueSettings:
+    url = env.get("HUB_QUEUE_URL") or r.raw("queue.url", None)
+    if url is None:
+        if redis.cluster:
+            raise ConfigError("queue.url", "redis.cluster is true, and arq cannot keep its queues on a Redis "
+                                           "Cluster: name a single Redis (redis://host:port) or a Sentinel master "
+                                           "(redis+sentinel://host:port/mastername)")
+        return QueueSettings()
+    if not isinstance(url, str) or urlparse(url).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+        raise ConfigError("queue.url", f"{url!r} is not a redis:// or redis+sentinel://host:port/mastername URL")
+    q = QueueSettings(url=url)
+    sentinel = q.sentinel
+    if sentinel is not None and (not sentinel[1] or not all(h for h, _ in sentinel[0])):
+        raise ConfigError("queue.url", f"{url!r}: use redis+sentinel://host:port[,host:port]/mastername")
+    if redis.cluster and url == redis.url:
+        raise ConfigError("queue.url", "names the Redis Cluster of redis.url; the queues need a single Redis")
+    return q
 
 
 def _cassandra(r: Reader, env: Mapping[str, str]) -> CassandraSettings:

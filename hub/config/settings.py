@@ -26,6 +26,11 @@ class RedisSettings:
     # server. Unless set, derived from the keyspace (:func:`prefix_for`); a hub refuses to
     # start when its prefix is bound to another keyspace (hub/storage/binding.py).
     key_prefix: str = "hub"
+    # True: ``url`` names one node of a Redis Cluster (hub/storage/redis.py connects a
+    # RedisCluster); ``nodes`` ("host:port") are more start-up nodes, so a client starting
+    # while the url's node is down or a replica still finds the cluster.
+    cluster: bool = False
+    nodes: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -34,6 +39,28 @@ class RedisSettings:
     @property
     def port(self) -> int:
         return urlparse(self.url).port or 6379
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Where arq's job queues live. ``url`` None: on the main Redis (``redis.url``).
+    ``redis+sentinel://host:port[,host:port]/mastername[/db]``: the master that Sentinel
+    names (arq supports plain Redis and Sentinel, never a Redis Cluster)."""
+
+    url: str | None = None
+
+    @property
+    def sentinel(self) -> tuple[tuple[tuple[str, int], ...], str, int] | None:
+        """(sentinel addresses, master name, db) of a ``redis+sentinel://`` url, else None."""
+        if self.url is None or not self.url.startswith("redis+sentinel://"):
+            return None
+        netloc, _, path = self.url.removeprefix("redis+sentinel://").partition("/")
+        hosts = []
+        for part in netloc.rpartition("@")[2].split(","):
+            host, _, port = part.rpartition(":")
+            hosts.append((host or part, int(port) if host and port.isdigit() else 26379))
+        master, _, db = path.partition("/")
+        return tuple(hosts), master, int(db) if db.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,8 @@ class FanoutSettings:
     chunk_size: int = 100
     celebrity_threshold: int = 10_000
     active_days: int = 7
+    # Feed caches nobody read for this many days expire with all their keys (docs/design.md).
+    cache_days: float = 14.0
 
 
 @dataclass(frozen=True)
@@ -155,8 +184,19 @@ class Settings:
     fanout: FanoutSettings = field(default_factory=FanoutSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     services: ServicesSettings = field(default_factory=ServicesSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     apps: Mapping[str, AppSettings] = field(default_factory=dict)
     feeds: Mapping[str, FeedGroup] = field(default_factory=lambda: dict(DEFAULT_FEEDS))
+
+    @property
+    def queue_url(self) -> str:
+        """The url of the Redis that holds the job queues: ``[queue] url``, else ``redis.url``."""
+        return self.queue.url or self.redis.url
+
+    @property
+    def queue_apart(self) -> bool:
+        """True when the job queues live on another Redis than the feeds and follower sets."""
+        return self.queue_url != self.redis.url
 
     def follower_groups(self, source: str = "user") -> tuple[FeedGroup, ...]:
         """The groups that receive fan-out from a followee's ``source`` group."""

@@ -21,7 +21,13 @@ from cassandra.cluster import NoHostAvailable
 from cassandra.connection import ConnectionBusy, ConnectionException
 from cassandra.protocol import RequestExecutionException as NodeCannotNow
 from cassandra.protocol import ServerError
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -36,8 +42,16 @@ from hub.errors import Unavailable
 # ProtocolException (a driver/server mismatch).
 CASSANDRA_NOT_NOW: tuple[type[BaseException], ...] = (ServerError, NodeCannotNow, ConnectionBusy)
 
+# A Redis Cluster in failover, after the client's own retries (hub/storage/redisclient.py):
+# CLUSTERDOWN and MASTERDOWN (ClusterDownError), TRYAGAIN, a slot no node serves, or no
+# start-up node answering (RedisClusterException). MOVED and ASK never get here: the
+# client follows them. CROSSSLOT is a bug (a script given keys of two slots), not listed.
+REDIS_CLUSTER_DOWN: tuple[type[BaseException], ...] = (
+    ClusterDownError, TryAgainError, SlotNotCoveredError, RedisClusterException,
+)
+
 DEPENDENCY_DOWN: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, BusyLoadingError,
+    RedisConnectionError, RedisTimeoutError, BusyLoadingError, *REDIS_CLUSTER_DOWN,
     NoHostAvailable, OperationTimedOut, RequestExecutionException, ConnectionException, *CASSANDRA_NOT_NOW,
     ConnectionError, TimeoutError, OSError,
 )

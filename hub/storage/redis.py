@@ -9,26 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hub.config import RedisSettings
+# The client (a single Redis or a Redis Cluster) is built in hub/storage/redisclient.py.
+from hub.storage.redisclient import Client, connect, is_cluster
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis does not answer, or (a cluster) a failover outlasted the client's retries
+# (redisclient.CLUSTER_DOWN, spelled out: mypy wants a fixed tuple in ``except (*X, ...)``).
+REDIS_DOWN = (
+    RedisConnectionError, RedisTimeoutError, OSError,
+    ClusterDownError, TryAgainError, SlotNotCoveredError, RedisClusterException,
+)
 
-
-def connect(settings: RedisSettings, *, max_connections: int = 200) -> aioredis.Redis:
-    # hiredis is picked up by redis-py automatically when installed (it is a dependency).
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        settings.url,
-        decode_responses=True,
-        max_connections=max_connections,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-    )
-    return client
+__all__ = ["REDIS_DOWN", "Client", "Keys", "connect", "is_cluster"]
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ async def _eventually_status(client: TestClient, status: int, timeout: float) ->
 
 
 async def test_job_round_trip(settings: Settings, worker: None) -> None:
-    queue = await connect_queue(settings.redis)
+    queue = await connect_queue(settings)
     try:
         job = await queue.enqueue_job("ping", "hello", _queue_name=queue_name(settings.redis, HIGH))
         assert job is not None

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from hub.errors import Unavailable
 from hub.queue import PRIORITIES, queue_name
 from hub.storage.redis import REDIS_DOWN
-from web.keys import CASSANDRA, METRICS, REDIS, SETTINGS
+from web.keys import CASSANDRA, METRICS, QUEUE, REDIS, SETTINGS
 
 # /readyz must answer within a load balancer's patience even when a dependency hangs.
 CHECK_TIMEOUT = 2.0
@@ -51,6 +51,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Every metric of this process; the queue depths are read from Redis now."""
     metrics = request.app[METRICS]
     settings = request.app[SETTINGS].redis
-    await metrics.refresh_queue_depth(request.app[REDIS], [(p, queue_name(settings, p)) for p in PRIORITIES])
+    # The queues live on the queue Redis ([queue] url), which may not be the feeds' Redis.
+    await metrics.refresh_queue_depth(request.app[QUEUE], [(p, queue_name(settings, p)) for p in PRIORITIES])
     body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
