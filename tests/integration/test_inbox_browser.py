@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import subprocess
 import tarfile
@@ -60,6 +61,35 @@ async def _page(ctx: Any, url: str, errors: list[str]) -> Any:
 
 async def _wait(p: Any, js: str, timeout: int = 10_000) -> None:
     await p.wait_for_function(js, timeout=timeout)
+
+
+async def _feed(origin: str, settings: Settings, user: str, *, groups: int | None = None) -> list[dict[str, Any]]:
+    """The user's notification feed over HTTP, read again until it holds ``groups`` groups
+    (the worker's fan-out is done: nothing is left to arrive live)."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token(settings, user)}"}
+    deadline = time.monotonic() + 10
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(f"{origin}/v1/feeds/notification/{user}?limit=100", headers=headers) as r:
+                assert r.status == 200, await r.text()
+                results: list[dict[str, Any]] = (await r.json())["results"]
+            if groups is None or len(results) == groups:
+                return results
+            assert time.monotonic() < deadline, f"{len(results)} groups, not {groups}"
+            await asyncio.sleep(0.05)
+
+
+def _sent_subscribes(p: Any) -> list[dict[str, Any]]:
+    """Every subscribe frame the page's websockets send, as they are sent."""
+    sent: list[dict[str, Any]] = []
+
+    def on_socket(ws: Any) -> None:
+        ws.on("framesent", lambda payload: sent.append(json.loads(payload)) if '"subscribe"' in str(payload) else None)
+
+    p.on("websocket", on_socket)
+    return sent
 
 
 async def test_element_text_marks_and_accessibility(served, browser) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +182,11 @@ async def test_offline_then_online_each_missed_group_once(served, browser) -> No
     bob = uid("bob")
     errors: list[str] = []
     ctx = await browser.new_context()
-    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    p = await ctx.new_page()
+    subscribes = _sent_subscribes(p)
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    await p.goto(f"{origin}/demo?token={token(settings, bob)}")
+    await p.wait_for_selector("hub-inbox[data-status=live]", timeout=10_000)
     await _post(origin, settings, actor="alice", verb="like", object="photo:1", to=[f"notification:{bob}"])
     await _wait(p, f"{ROWS}.length === 1")
 
@@ -161,15 +195,53 @@ async def test_offline_then_online_each_missed_group_once(served, browser) -> No
     await _post(origin, settings, actor="carol", verb="like", object="photo:1", to=[f"notification:{bob}"])
     for n in range(5):
         await _post(origin, settings, actor=f"u{n}", verb="comment", object=f"post:{n}", to=[f"notification:{bob}"])
-    await asyncio.sleep(1.0)  # let the worker fan them out while the page is away
+    await _feed(origin, settings, bob, groups=6)  # all fanned out while the page is away
     await ctx.set_offline(False)
     await _wait(p, f"{ROWS}.length === 6", timeout=20_000)
+    assert "since" not in subscribes[0] and subscribes[-1].get("since")  # resumed, not started over
     ids = await p.evaluate(f"{ROWS}.map(li => li.dataset.id)")
     assert len(ids) == len(set(ids)) == 6
     texts = await p.evaluate(TEXTS)
     assert texts[:5] == [f"u{n} commented on post:{n}" for n in (4, 3, 2, 1, 0)]
     assert texts[5] == "carol and 1 other liked photo:1"
     assert await p.get_attribute("hub-inbox", "data-status") == "live"
+    assert errors == []
+    await ctx.close()
+
+
+async def test_marks_and_archives_made_elsewhere_while_offline_converge(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """Another device archives and marks while this browser is offline (no frame can reach
+    it, and the server's replay carries entries, not marks): back online, the list and the
+    badge are the server's."""
+    import aiohttp
+
+    origin, settings = served
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    for obj in ("post:a", "post:b", "post:c"):
+        await _post(origin, settings, actor="alice", verb="comment", object=obj, to=[f"notification:{bob}"])
+    await _wait(p, f"{ROWS}.length === 3 && {BADGE}.textContent === '3'")
+    gid = {g["activities"][0]["object"]: g["id"] for g in await _feed(origin, settings, bob, groups=3)}
+
+    await ctx.set_offline(True)
+    await p.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
+    elsewhere = {"Authorization": f"Bearer {token(settings, bob)}"}
+    base = f"{origin}/v1/feeds/notification/{bob}"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/archive", json={"ids": [gid["post:b"]]}, headers=elsewhere) as r:
+            assert r.status == 200
+        async with s.post(f"{base}/read", json={"ids": [gid["post:a"]]}, headers=elsewhere) as r:
+            assert (await r.json())["unread"] == 1
+    await _post(origin, settings, actor="dan", verb="like", object="photo:9", to=[f"notification:{bob}"])
+    await _feed(origin, settings, bob, groups=3)  # c, a and the new one: fanned out
+    await ctx.set_offline(False)
+    await _wait(p, f"{ROWS}.length === 3 && {ROWS}[0].textContent.includes('photo:9')", timeout=20_000)
+    await _wait(p, f"{BADGE}.textContent === '2' && !{TEXTS}.some(t => t.includes('post:b'))")
+    assert await p.evaluate(TEXTS) == ["dan liked photo:9", "alice commented on post:c", "alice commented on post:a"]
+    unread = await p.evaluate(f"{ROWS}.map(li => li.classList.contains('unread'))")
+    assert unread == [True, True, False]
     assert errors == []
     await ctx.close()
 
@@ -346,7 +418,7 @@ async def test_server_sent_events_when_websockets_are_refused(served_sse, browse
     await p.wait_for_selector("hub-inbox[data-status=offline]", timeout=5_000)
     for n in range(3):
         await _post(origin, settings, actor=f"u{n}", verb="share", object=f"doc:{n}", to=[f"notification:{bob}"])
-    await asyncio.sleep(1.0)
+    await _feed(origin, settings, bob, groups=5)  # all fanned out while the page is away
     await ctx.set_offline(False)
     await _wait(p, f"{ROWS}.length === 5", timeout=20_000)
     assert len(set(await p.evaluate(f"{ROWS}.map(li => li.dataset.id)"))) == 5

@@ -102,8 +102,9 @@ async def test_openapi_json_and_docs_are_served(client) -> None:  # type: ignore
 
 
 async def test_static_files_and_missing_ones(client) -> None:  # type: ignore[no-untyped-def]
-    r = await client.get("/static/inbox.css")
-    assert r.status == 200 and r.content_type == "text/css"
+    r = await client.get("/static/hub-inbox.js")
+    assert r.status == 200 and r.content_type in ("text/javascript", "application/javascript")
+    assert "customElements.define" in await r.text()
     for path in ("/static/nope.js", "/static/%2e%2e/templates/demo.html", "/static/..%2Fapp.py", "/static/%00"):
         r = await client.get(path)
         assert r.status == 404, path

@@ -2,8 +2,9 @@
 //
 // Guarantees: `entries` follow the server exactly (live frames replace, move, delete and
 // archive groups; counts come only from the server); after any disconnect the feed resumes
-// with `since` = the last cursor seen, so every change is applied once and in order (a
-// `complete: false` replay re-reads over HTTP); the token is refreshed before it expires
+// with `since` = the last cursor seen, so every change is applied once and in order, then
+// re-reads the loaded window over HTTP once (the replay carries entries and deletions, not
+// marks or archives made elsewhere meanwhile; a `complete: false` replay is covered too); the token is refreshed before it expires
 // and after a 4001 close; one tab per browser holds the connection (Web Locks) and the
 // others receive its frames through a BroadcastChannel; websockets fall back to
 // server-sent events.
@@ -142,20 +143,20 @@ class Feed {
     return this.path + "?" + q;
   }
 
-  /** Re-read the first page of the current view; frames arriving meanwhile apply after it. */
-  async reload() {
+  /** Re-read the first page of the current view (`keep`: as many entries as are loaded, up to
+   *  100); frames arriving meanwhile apply after it. */
+  async reload(keep = false) {
     const gen = ++this._gen;
     this._held = this._held || [];
+    const limit = keep ? Math.min(100, Math.max(PAGE, this.entries.length)) : PAGE;
     try {
-      const body = await this.hub.fetch(this._query({}));
+      const body = await this.hub.fetch(this._query({ limit: String(limit) }));
       if (gen !== this._gen) return;
       this.entries = body.results;
       this.next = body.next || null;
       this._counts(body);
-      this._stale = false;
     } catch (e) {
-      if (gen !== this._gen) return;
-      this._stale = true; // offline: read again once live
+      if (gen !== this._gen) return; // offline: the next subscribe reads again
     }
     const held = this._held;
     this._held = null;
@@ -220,7 +221,12 @@ class Feed {
       case "subscribed":
         for (const e of f.missed || []) this._upsert(e);
         this._counts(f);
-        if (f.complete === false || this._stale) setTimeout(() => this.reload());
+        // Every subscribe is followed by one re-read of the loaded window: the server's replay
+        // holds entries and deletions only (marks and archives made elsewhere while this
+        // browser was away are not in it), and a first subscribe has nothing to resume from
+        // (what changed between the page's first read and it). Frames arriving meanwhile
+        // are held and applied after the read, so none is lost.
+        setTimeout(() => this.reload(true));
         break;
       case "entry": this._upsert(f.entry); this._counts(f); break;
       case "updated": this.entries = this.entries.map((e) => (e.id === f.entry.id ? f.entry : e)); break;
@@ -267,7 +273,6 @@ class Feed {
   _setStatus(status) {
     if (status === this.status) return;
     this.status = status;
-    if (status === "live" && this._stale) this.reload();
     this._emit();
   }
 
