@@ -123,7 +123,7 @@ def _signed(prepare: Prepare[P], view: ClaimingView[P]) -> Handler:
         claims: Prepared[Any] = prepared if isinstance(prepared, Prepared) else Prepared(None)
         scripts = request.app[SIGNED]
         answers = WebhookAnswers(request.app[CASSANDRA], scripts.touched)
-        since_key = f"{keys.base}:wh-complete-since"
+        since_key = keys.complete_since()
 
         async def admit(checked: bool) -> list[Any]:
             return list(await scripts.gate(

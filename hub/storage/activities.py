@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hub.domain.models import Activity
+from hub.storage import slots
 from hub.storage.cassandra import Cassandra
 from hub.storage.foreignids import INSERT as FOREIGN_ID_INSERT
 from hub.storage.foreignids import Claim, ForeignIds
@@ -241,7 +242,7 @@ class ActivityStore:
         if not ids:
             return {}, {}
         k = self.keys(app)
-        cached = await self.redis.mget([k.activity(i) for i in ids])
+        cached = await slots.mget(self.redis, [k.activity(i) for i in ids])  # by slot on a cluster
         found: dict[str, Activity] = {}
         deleted: dict[str, Activity] = {}
         missing: list[str] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from hub.storage import slots
 from hub.storage.activities import ActivityStore
 
 
@@ -26,7 +27,7 @@ async def body_texts(store: ActivityStore, app: str, ids: Sequence[str],
     ask = [i for i in ids if i not in found]
     if ask:
         k = store.keys(app)
-        raws = await store.redis.mget([k.activity(i) for i in ask])
+        raws = await slots.mget(store.redis, [k.activity(i) for i in ask])  # by slot on a cluster
         found.update((i, raw) for i, raw in zip(ask, raws) if raw is not None)
     if len(found) < len(ids):
         missing = [i for i in ids if i not in found]
@@ -41,7 +42,7 @@ async def alive_ids(store: ActivityStore, app: str, ids: Sequence[str]) -> set[s
     if not ids:
         return set()
     k = store.keys(app)
-    cached = await store.redis.mget([k.activity(i) for i in ids])
+    cached = await slots.mget(store.redis, [k.activity(i) for i in ids])
     alive = {i for i, raw in zip(ids, cached) if raw is not None}
     missing = [i for i in ids if i not in alive]
     if missing:

@@ -1,9 +1,9 @@
 """Feeds' current entries' summaries, marks and counts in one round trip (websocket frames).
 
 Each round trip on a busy event loop costs a scheduling delay, which is what
-202-to-frame latency is made of, and each one costs the gateway's CPU (a pipeline with
-scripts is two: redis-py checks the scripts first), so the dispatcher asks for all
-three at once, for every feed of a pub/sub batch together.
+202-to-frame latency is made of, and each one costs the gateway's CPU, so the dispatcher
+asks for all three at once, for every feed of a pub/sub batch together, in one trip
+(hub/storage/trip.py: scripts as plain EVALSHA; on a Redis Cluster a round trip per node).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from hub.config import FeedGroup
 from hub.storage.feedcache import FeedCache
 from hub.storage.groupreads import GroupSummary, parse_summaries
 from hub.storage.marks import MarkStore, counts_of
+from hub.storage.trip import Trip
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,16 @@ async def feed_states(feeds: FeedCache, marks: MarkStore,
     pipeline; None for a feed whose marks are not cached (then the counts would be wrong:
     load them and read the usual way). A command that failed fails its feed only (the
     error in that feed's place); a lost connection raises, for all."""
-    pipe = feeds.redis.pipeline(transaction=False)
+    trip = Trip(feeds.redis)
     spans: list[tuple[bool, int]] = []  # per feed: aggregated, how many answers
     for app, group, feed, gids in asks:
-        before = len(pipe)
+        before = len(trip.pipe)
         if group.is_aggregated:
-            await feeds.queue_summaries(pipe, app, feed, gids)
-        pipe.hgetall(marks.keys(app).marks(feed))
-        await marks.queue_counts(pipe, app, group, feed)
-        spans.append((group.is_aggregated, len(pipe) - before))
-    res = await pipe.execute(raise_on_error=False) if asks else []
+            feeds.queue_summaries(trip, app, feed, gids)
+        trip.pipe.hgetall(marks.keys(app).marks(feed))
+        marks.queue_counts(trip, app, group, feed)
+        spans.append((group.is_aggregated, len(trip.pipe) - before))
+    res = await trip.execute(raise_on_error=False) if asks else []
     out: list[FeedState | None | BaseException] = []
     at = 0
     for agg, n in spans:

@@ -191,6 +191,13 @@ class FollowStore:
     async def touch_active(self, app: str, user: str, now: float) -> None:
         await self.redis.zadd(self.keys(app).active(), {user: now})
 
+    async def trim_active(self, app: str, before: float) -> int:
+        """Drop the active records older than ``before`` (the sweep, every 30 s): they say
+        no more than a missing one (:meth:`split_by_activity`), so the set stays bounded
+        by the users active in ``fanout.active_days``, not by all users."""
+        n: int = await self.redis.zremrangebyscore(self.keys(app).active(), "-inf", f"({before}")
+        return n
+
     async def split_by_activity(
         self, app: str, users: Sequence[str], active_since: float
     ) -> tuple[list[str], list[str]]:

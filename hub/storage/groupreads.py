@@ -18,6 +18,7 @@ from hub.config import FeedGroup
 from hub.domain.aggregation import MAX_ACTIVITIES, MAX_ACTORS
 from hub.storage import scripts
 from hub.storage.redis import Keys
+from hub.storage.trip import Trip
 
 SENTINEL = "!"
 
@@ -113,17 +114,17 @@ class GroupReads:
     async def summaries(self, app: str, feed: str, gids: Sequence[str], per_group: int = MAX_ACTIVITIES,
                         actors: int = MAX_ACTORS) -> list[GroupSummary]:
         """Summaries of these groups of a feed, in their order; groups it does not hold are left out."""
-        pipe = self.redis.pipeline(transaction=False)
-        await self.queue_summaries(pipe, app, feed, gids, per_group, actors)
-        (raw,) = await pipe.execute()
+        trip = Trip(self.redis)
+        self.queue_summaries(trip, app, feed, gids, per_group, actors)
+        (raw,) = await trip.execute()
         return parse_summaries(raw)
 
-    async def queue_summaries(self, pipe: Any, app: str, feed: str, gids: Sequence[str], per_group: int = MAX_ACTIVITIES,
-                              actors: int = MAX_ACTORS) -> None:
-        """:meth:`summaries` queued on a pipeline; its answer goes through :func:`parse_summaries`."""
+    def queue_summaries(self, trip: Trip, app: str, feed: str, gids: Sequence[str], per_group: int = MAX_ACTIVITIES,
+                        actors: int = MAX_ACTORS) -> None:
+        """:meth:`summaries` queued on a trip; its answer goes through :func:`parse_summaries`."""
         k = self.keys(app)
         keys = [k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed)]
-        await self._summaries(keys=keys, args=[per_group, actors, *gids], client=pipe)
+        trip.script(self._summaries, keys, [per_group, actors, *gids])
 
 
 def parse_state(raw: str) -> tuple[str, str, str]:

@@ -31,6 +31,7 @@ from hub.config import FeedGroup
 from hub.storage.cassandra import Cassandra
 from hub.storage.redis import Keys
 from hub.storage.scripts import COUNT, MARKS_GONE
+from hub.storage.trip import Trip
 
 KINDS = ("seen", "read")
 # The third kind of mark (hub/storage/archive.py), and the hash field saying it may be present.
@@ -38,10 +39,13 @@ ARCHIVED = "archived"
 ARCHIVED_FLAG = "@"
 
 class MarkStore:
-    def __init__(self, db: Cassandra, redis: Redis, prefix: str) -> None:
+    def __init__(self, db: Cassandra, redis: Redis, prefix: str, *, cache_days: float = 14) -> None:
         self.db = db
         self.redis = redis
         self.prefix = prefix
+        # The marks hash is one of the feed's keys: it expires with them (fanout.cache_days,
+        # hub/storage/feedcache.py), and a read renews it with them.
+        self.cache_seconds = max(1, round(cache_days * 86400))
         self._count = redis.register_script(COUNT)
         self._gone = redis.register_script(MARKS_GONE)
 
@@ -61,7 +65,10 @@ class MarkStore:
         loaded = {f"{r.kind}:{r.gid}": r.mark for r in rows}
         if any(f.startswith(ARCHIVED + ":") for f in loaded):
             loaded[ARCHIVED_FLAG] = "1"  # the default view leaves archived entries out (hub/storage/archive.py)
-        await self.redis.hset(key, mapping={"!": "1", **loaded})  # type: ignore[misc]  # redis-py: value | Awaitable
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={"!": "1", **loaded})
+        pipe.expire(key, self.cache_seconds)
+        await pipe.execute()
         return loaded
 
     async def mark(self, app: str, feed: str, kind: str, marks: Mapping[str, str]) -> None:
@@ -98,17 +105,17 @@ class MarkStore:
     async def counts(self, app: str, group: FeedGroup, feed: str) -> dict[str, int]:
         """``{"unseen": n, "unread": n}`` of a feed, loading its marks first."""
         await self.load(app, feed)
-        pipe = self.redis.pipeline(transaction=False)
-        await self.queue_counts(pipe, app, group, feed)
-        seen, read = await pipe.execute()
+        trip = Trip(self.redis)
+        self.queue_counts(trip, app, group, feed)
+        seen, read = await trip.execute()
         return counts_of(seen, read)
 
-    async def queue_counts(self, pipe: Any, app: str, group: FeedGroup, feed: str) -> None:
-        """Both counts queued on a pipeline (two answers, for :func:`counts_of`), marks
+    def queue_counts(self, trip: Trip, app: str, group: FeedGroup, feed: str) -> None:
+        """Both counts queued on a trip (two answers, for :func:`counts_of`), marks
         assumed loaded (a count over unloaded marks is too high)."""
         keys, agg = self._count_keys(app, group, feed), "1" if group.is_aggregated else "0"
         for kind in KINDS:
-            await self._count(keys=keys, args=[kind, agg], client=pipe)
+            trip.script(self._count, keys, [kind, agg])
 
     async def prune_gone(self, app: str, group: FeedGroup, feed: str) -> int:
         """Drop the individual marks of entries the feed no longer holds (module doc),

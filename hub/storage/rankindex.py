@@ -21,6 +21,7 @@ from hub.domain.models import Activity
 from hub.domain.ranking import rank_score
 from hub.storage.redis import Keys
 from hub.storage.scripts import RANK_ADD, RANK_PAGE
+from hub.storage.slots import by_slot
 from hub.storage.trip import Trip
 
 
@@ -33,16 +34,20 @@ def _scores(group: FeedGroup, activities: Sequence[Activity]) -> dict[str, float
 
 
 class RankIndex:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, cluster: bool = False, cache_seconds: int = 14 * 86400) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.cluster = cluster
+        self.cache_seconds = cache_seconds  # the TTL of a feed's keys (fanout.cache_days)
         self._add = redis.register_script(RANK_ADD)
         self._page = redis.register_script(RANK_PAGE)
 
     def queue_add(self, trip: Trip, k: Keys, group: FeedGroup, feeds: Sequence[str], activity: Activity) -> None:
-        """Index an activity in those of ``feeds`` that are cached (after adding it to them)."""
-        keys = [x for f in feeds for x in (k.feed(f), k.rank(f))]
-        trip.script(self._add, keys, [activity.id, repr(score_of(group, activity)), group.max_length])
+        """Index an activity in those of ``feeds`` that are cached (after adding it to
+        them): a script call per slot (hub/storage/slots.py)."""
+        args = [activity.id, repr(score_of(group, activity)), group.max_length]
+        for batch in by_slot(self.cluster, feeds, k.feed_tag):
+            trip.script(self._add, [x for f in batch for x in (k.feed(f), k.rank(f))], args)
 
     def queue_fill(self, pipe: Pipeline, k: Keys, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
         """Index a feed being filled, on the caller's pipeline (scores are fixed, so adding
@@ -53,7 +58,10 @@ class RankIndex:
     async def fill(self, app: str, group: FeedGroup, feed: str, activities: Sequence[Activity]) -> None:
         """:meth:`queue_fill` in a round trip of its own."""
         if activities:
-            await self.redis.zadd(Keys(self.prefix, app).rank(feed), _scores(group, activities))
+            pipe = self.redis.pipeline(transaction=False)
+            self.queue_fill(pipe, Keys(self.prefix, app), group, feed, activities)
+            pipe.expire(Keys(self.prefix, app).rank(feed), self.cache_seconds)
+            await pipe.execute()
 
     async def page(self, app: str, feed: str, limit: int,
                    after: tuple[float, str] | None = None) -> list[tuple[float, str]]:

@@ -192,24 +192,23 @@ async def test_trimmed_groups_leave_nothing_behind(settings: Settings) -> None:
 
 
 async def test_a_cache_in_the_older_layout_is_not_read(settings: Settings) -> None:
-    """After a deploy, a feed cached by an older hub reads as not cached (it is rebuilt)."""
+    """After a deploy, a feed cached by an older hub (keys without hash tags) reads as not
+    cached (it is rebuilt); its keys are left to a flush (docs/design.md)."""
     r = redis_storage.connect(settings.redis)
     feeds = FeedCache(r, settings.redis.key_prefix)
     app, group = f"cost{secrets.token_hex(3)}", _group(settings)
     feed = f"timeline_aggregated:{uid('old')}"
     k = feeds.keys(app)
-    old_order, old_states, old_page = k.legacy_agg(feed)
+    old = [f"{k.base}:{name}:{feed}" for name in ("ok", "ag", "as", "mk")]
     try:
-        await r.set(k.built(feed), "1")
-        await r.zadd(old_order, {"!": 0, "01ABC|00ff": 0})
-        await r.hset(old_states, "00ff", '{"k": "like:x", "m": {"01ABC": "a"}, "c": "t", "n": "01ABC"}')
-        await r.set(old_page, "1\t\t\n")
-        await r.hset(k.marks(feed), "!", "1")
+        await r.set(old[0], "1")
+        await r.zadd(old[1], {"!": 0, "01ABC|00ff": 0})
+        await r.hset(old[2], "00ff", '{"k": "like:x", "c": "t", "n": "01ABC"}')  # type: ignore[misc]  # redis-py: value | Awaitable
+        await r.hset(old[3], "!", "1")  # type: ignore[misc]  # redis-py: value | Awaitable
+        await r.hset(k.marks(feed), "!", "1")  # type: ignore[misc]  # redis-py: value | Awaitable
         assert (await feeds.read(app, group, feed, "reader", 5, None, 0, "x:", 15, False)).missing == "feed"
         assert not await feeds.is_built(app, group, feed)
-        await feeds.start_build(app, group, feed)  # what a rebuild does first
-        assert [await r.exists(key) for key in (old_order, old_states, old_page)] == [0, 0, 0]
     finally:
         await feeds.drop(app, feed)
-        await r.delete(k.marks(feed), old_order, old_states, old_page)
+        await r.delete(k.marks(feed), *old)
         await r.aclose()

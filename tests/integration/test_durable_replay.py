@@ -72,11 +72,11 @@ async def test_a_redis_without_records_of_an_app_that_answered_nothing_lately_is
     await hub.db.execute("DELETE FROM {ks}.webhook_recent WHERE app = %s", ("t2",))
     app = settings.apps["t2"]
     keys = hub.activities.keys("t2")
-    await redis.delete(f"{keys.base}:wh-complete-since")
+    await redis.delete(keys.complete_since())
     body = json.dumps({"actor": uid("a"), "verb": "post", "object": "note:1"}).encode()
     r = await client.post("/v1/apps/t2/activities", data=body, headers=sign(app, body))
     assert r.status == 202, await r.text()
-    since = float(await redis.get(f"{keys.base}:wh-complete-since"))
+    since = float(await redis.get(keys.complete_since()))
     assert since <= time.time() - 600 + 5  # complete, as if for the last 10 minutes
     assert await WebhookAnswers(hub.db, {}).recent("t2")  # that answer is on record now
 

@@ -216,7 +216,7 @@ async def test_redis_flush_loses_no_entry(hub: Hub, redis: Any) -> None:
     await drop(hub, reader)
     assert await feed_ids(hub, APP, "timeline", reader) == flat_before
     assert await groups(hub, "timeline_aggregated", reader) == groups_before
-    keys = [k async for k in redis.scan_iter(match=f"{hub.settings.redis.key_prefix}:{APP}:*", count=1000)]
+    keys = [k for pattern in hub.feeds.keys(APP).patterns() async for k in redis.scan_iter(match=pattern, count=1000)]
     for i in range(0, len(keys), 500):
         await redis.delete(*keys[i : i + 500])
     assert await feed_ids(hub, APP, "timeline", reader) == flat_before

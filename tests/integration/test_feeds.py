@@ -421,8 +421,8 @@ async def test_redis_flush_between_reads_gives_identical_answers(client, setting
     assert {p: await read(client, p, h) for p in paths} == before
 
     # Everything of the app in Redis goes: feeds, marks, bodies, follower caches.
-    pattern = f"{settings.redis.key_prefix}:t1:*"
-    keys = [k async for k in hub.redis.scan_iter(match=pattern, count=1000)]
+    keys = [k for pattern in hub.feeds.keys("t1").patterns()
+            async for k in hub.redis.scan_iter(match=pattern, count=1000)]
     assert keys
     for i in range(0, len(keys), 500):
         await hub.redis.delete(*keys[i : i + 500])

@@ -154,6 +154,7 @@ async def sweep_pending(ctx: dict[str, Any], *, min_age: float = 20.0) -> int:
     minutes = range(newest - SWEEP_MINUTES, newest + 1)
     queued = 0
     for app in hub.settings.apps:
+        await hub.follows.trim_active(app, time.time() - hub.settings.fanout.active_days * 86400)
         due = [b for b in await hub.activities.markers.read(app, minutes) if fanout.marker_age(b.id) >= min_age]
         if not due:
             continue

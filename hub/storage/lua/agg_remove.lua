@@ -1,12 +1,15 @@
--- AGG_REMOVE: one activity out of its group in many aggregated feeds (deletes, unfollows).
--- KEYS: six per feed, as agg_add.lua. ARGV: activity id, actor, group id, then optionally
--- now, app, base, channel (log and publish, hub/storage/changes.py).
+-- AGG_REMOVE: one activity out of its group in many aggregated feeds of one slot
+-- (deletes, unfollows).
+-- KEYS: as agg_add.lua (six per feed, eight with ``now``). ARGV: activity id, actor, group
+-- id, then optionally now (unix s), app and two per feed: its name and its channel
+-- (log and publish: notify.lua).
 -- Returns the number of feeds that held it. Counts stay exact: the actor's count goes
 -- down, and when this was the actor's newest activity in the group its next newest is
 -- found by scanning the group's members back from it (the only part that is not
 -- O(log n): as many members as lie between the two). An emptied group goes entirely.
 local id, actor, gid = ARGV[1], ARGV[2], ARGV[3]
-local now, app, base, chan = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local now, app = tonumber(ARGV[4]), ARGV[5]
+local step = now and 8 or 6
 local member, field = gid .. '|' .. id .. '|' .. actor, gid .. '|' .. actor
 local lo, hi = glo(gid), ghi(gid)
 
@@ -25,7 +28,7 @@ local function previous_of(mz, below)
 end
 
 local n = 0
-for i = 1, #KEYS, 6 do
+for i = 1, #KEYS, step do
   local z, h, mz, az, ac = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
   if redis.call('ZREM', mz, member) == 1 then
     n = n + 1
@@ -63,7 +66,10 @@ for i = 1, #KEYS, 6 do
         redis.call('HSET', h, gid, cjson.encode(st))
       end
     end
-    if now then notify(base, chan, app, now, string.sub(z, #base + 5), op, gid) end
+    if now then
+      local j = 6 + 2 * ((i - 1) / 8)
+      notify(KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], op, gid)
+    end
   end
 end
 return n
