@@ -12,7 +12,8 @@ from hub.services.cassandra_cluster import cluster_status, is_cluster, start_clu
 from hub.services.cassandra_dist import ensure_cassandra_tree, ensure_java
 from hub.services.cassandra_local import cassandra_instance, cassandra_status, cql_answers, start_cassandra
 from hub.services.process import ManagedService, Progress, ServiceError, ServiceStatus, is_local_host
-from hub.services.redis_local import ensure_redis_server, redis_answers, redis_instance, redis_status, start_redis
+from hub.services.redis_cluster import configured, redises_status, start_redises, stop_redises
+from hub.services.redis_local import ensure_redis_server, redis_answers, redis_instance
 
 KINDS = ("redis", "cassandra")
 
@@ -21,11 +22,13 @@ def start(settings: Settings, progress: Progress = print) -> list[ManagedService
     """Start whichever of Redis and Cassandra does not answer yet; return those started.
 
     Several Cassandra hosts are a local cluster: every node that does not answer is
-    started (hub/services/cassandra_cluster.py), so this also restarts one killed node."""
-    r, c, sv = settings.redis, settings.cassandra, settings.services
+    started (hub/services/cassandra_cluster.py), so this also restarts one killed node.
+    Likewise every Redis the configuration names: a local Redis Cluster's nodes and the
+    queue Redis (hub/services/redis_cluster.py)."""
+    c, sv = settings.cassandra, settings.services
     chost = c.hosts[0]
     # Install first, one at a time: two apt-get runs would fight over the dpkg lock.
-    if is_local_host(r.host) and not redis_answers(r.host, r.port):
+    if any(is_local_host(h) and not redis_answers(h, p) for h, p in configured(settings)):
         ensure_redis_server(progress)
     if any(is_local_host(h) and not cql_answers(h, c.port) for h in c.hosts):
         ensure_java(progress)
@@ -33,7 +36,7 @@ def start(settings: Settings, progress: Progress = print) -> list[ManagedService
     # Then start both at once: Redis is up long before Cassandra, which takes seconds.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-services") as pool:
         futures = [
-            pool.submit(_listed, start_redis, r.host, r.port, sv.state_dir, progress),
+            pool.submit(start_redises, settings, progress),
             pool.submit(start_cluster, c, sv, progress) if is_cluster(c) else pool.submit(
                 _listed, start_cassandra, chost, c.port, sv.state_dir, sv.cache_dir, sv.cassandra_heap_mb, progress),
         ]
@@ -73,25 +76,20 @@ def stop_instance(kind: str, port: int, state_dir: Path, progress: Progress = pr
 def stop(settings: Settings, progress: Progress = print) -> list[str]:
     """Stop what the hub started (Cassandra first); return the names of the services stopped."""
     stopped: list[str] = []
-    targets = [
-        ("cassandra", settings.cassandra.hosts[0], settings.cassandra.port, cql_answers),
-        ("redis", settings.redis.host, settings.redis.port, redis_answers),
-    ]
-    if is_cluster(settings.cassandra):
-        if stop_cluster(settings.cassandra, settings.services.state_dir, progress):
+    c, sd = settings.cassandra, settings.services.state_dir
+    if is_cluster(c):
+        if stop_cluster(c, sd, progress):
             stopped.append("cassandra")
-        targets = targets[1:]
-    for kind, host, port, answers in targets:
-        if is_local_host(host) and stop_instance(kind, port, settings.services.state_dir, progress):
-            stopped.append(kind)
-        elif answers(host, port):
-            progress(f"{kind} at {host}:{port} was not started by the hub; left running")
-        else:
-            progress(f"{kind} at {host}:{port} is not running")
-    return stopped
+    elif is_local_host(c.hosts[0]) and stop_instance("cassandra", c.port, sd, progress):
+        stopped.append("cassandra")
+    elif cql_answers(c.hosts[0], c.port):
+        progress(f"cassandra at {c.hosts[0]}:{c.port} was not started by the hub; left running")
+    else:
+        progress(f"cassandra at {c.hosts[0]}:{c.port} is not running")
+    return stopped + stop_redises(settings, progress)
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     sd, c = settings.services.state_dir, settings.cassandra
     cassandra = cluster_status(c, sd) if is_cluster(c) else [cassandra_status(c.hosts[0], c.port, sd)]
-    return [redis_status(settings.redis.host, settings.redis.port, sd), *cassandra]
+    return [*redises_status(settings), *cassandra]

@@ -28,6 +28,19 @@ MARKER = "redis-server"
 START_TIMEOUT = 10.0
 STOP_GRACE = 10.0
 
+# What the hub needs of every Redis it starts (docs/scaling.md, Redis):
+# - noeviction: Redis is a cache, but the job queues, the kept webhook answers and the
+#   pending claims must not vanish under memory pressure (an evicted answer would not be
+#   noticed, docs/design.md); a full Redis refuses writes instead (OOM: a 503, retried).
+# - a feed of up to 1,000 entries (and a few more while it is trimmed) stays a listpack:
+#   33 bytes an entry instead of 118 in a skiplist (measured, 26-character ids); the
+#   hashes of an aggregated feed (one field per group) likewise.
+SETTINGS = (
+    "--maxmemory-policy", "noeviction",
+    "--zset-max-listpack-entries", "1100",
+    "--hash-max-listpack-entries", "1100",
+)
+
 
 def instance_dir(state_dir: Path, port: int) -> Path:
     return Path(state_dir) / f"redis-{port}"
@@ -53,8 +66,10 @@ def ensure_redis_server(progress: Progress) -> str:
     return path
 
 
-def start_redis(host: str, port: int, state_dir: Path, progress: Progress = print) -> ManagedService | None:
-    """Start Redis on host:port unless something already answers there (then return None)."""
+def start_redis(host: str, port: int, state_dir: Path, progress: Progress = print, *,
+                extra: tuple[str, ...] = (), what: str = "Redis") -> ManagedService | None:
+    """Start Redis on host:port unless something already answers there (then return None).
+    ``extra``: more redis-server options (a cluster node's); ``what``: its name in messages."""
     address = f"{host}:{port}"
     if redis_answers(host, port):
         progress(f"Redis already answers at {address}")
@@ -76,9 +91,9 @@ def start_redis(host: str, port: int, state_dir: Path, progress: Progress = prin
     idir.mkdir(parents=True, exist_ok=True)
     argv = [
         binary, "--bind", bind_address(host), "--port", str(port), "--dir", str(idir),
-        "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
+        "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "", *SETTINGS, *extra,
     ]
-    progress(f"starting Redis on {address} (log: {log_path})")
+    progress(f"starting {what} on {address} (log: {log_path})")
     proc = spawn_detached(argv, log_path, idir, pid_file)
     try:
         took = wait_until(lambda: redis_answers(host, port), what=f"Redis on {address}", timeout=START_TIMEOUT,

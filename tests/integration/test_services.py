@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from cassandra.cluster import Cluster
 
-from hub.config import CassandraSettings, RedisSettings, ServicesSettings, Settings
+from hub.config import CassandraSettings, QueueSettings, RedisSettings, ServicesSettings, Settings
 from hub.services import (
     ServiceError,
     cql_answers,
@@ -198,3 +202,94 @@ def test_start_status_stop_from_settings(state_dir: Path) -> None:
     assert stop(settings, progress=lambda _: None) == ["cassandra", "redis"]
     assert [s.state for s in status(settings)] == ["stopped", "stopped"]
     assert stop(settings, progress=lambda _: None) == []
+
+
+# --- the Redis Cluster and the queue Redis (issue 21) --------------------------------------
+
+
+def free_cluster_ports(start_at: int, count: int = 7) -> int:
+    """The first of ``count`` consecutive free ports whose cluster bus ports (+10000) are free too."""
+    for first in range(start_at, start_at + 500):
+        if all(_free(p) and _free(p + 10000) for p in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} free consecutive ports from {start_at}")
+
+
+def _cluster_settings(state_dir: Path, first: int) -> Settings:
+    """A local cluster on first..first+5 and a queue Redis on first+6; the shared Cassandra
+    (it answers, so it is left alone)."""
+    return Settings(
+        redis=RedisSettings(url=f"redis://{HOST}:{first}/0", cluster=True),
+        queue=QueueSettings(url=f"redis://{HOST}:{first + 6}/0"),
+        services=ServicesSettings(state_dir=state_dir, cache_dir=CACHE_DIR),
+    )
+
+
+def _cluster_nodes(port: int) -> list[tuple[int, str]]:
+    """(port, "primary" or "replica") of every node, as the node on ``port`` sees them: a
+    primary serves slots (flags are gossiped, and lag behind just after the cluster forms)."""
+    with redis.Redis(host=HOST, port=port, decode_responses=True) as r:
+        nodes = [(int(address.rsplit(":", 1)[1]), "primary" if node["slots"] else "replica")
+                 for address, node in r.execute_command("CLUSTER NODES").items()]
+    return sorted(nodes)
+
+
+async def _every_slot_answers(settings: Settings) -> None:
+    """A write and a read through the hub's cluster client, on keys of many slots."""
+    from hub.storage.redis import connect, is_cluster
+
+    client = connect(settings.redis)
+    try:
+        assert is_cluster(client)
+        keys = [f"svc-test:{{k{i}}}" for i in range(64)]  # spread over the three primaries
+        for k in keys:
+            await client.set(k, k, ex=60)
+        assert [await client.get(k) for k in keys] == keys
+    finally:
+        await client.aclose()
+
+
+def test_a_redis_cluster_and_the_queue_redis_start_and_stop_from_settings(state_dir: Path) -> None:
+    first = free_cluster_ports(17400)
+    settings = _cluster_settings(state_dir, first)
+    ports = list(range(first, first + 7))
+    assert all(s.state == "stopped" for s in status(settings)[:7])
+
+    started = start(settings, progress=lambda _: None)
+    assert sorted(int(s.address.rsplit(":", 1)[1]) for s in started) == ports
+    states = status(settings)
+    assert [(s.address, s.state, s.answers) for s in states[:7]] == [(f"{HOST}:{p}", "running", True) for p in ports]
+    assert states[7].name == "cassandra"
+    roles = _cluster_nodes(first)
+    assert [role for _, role in roles].count("primary") == 3 and [p for p, _ in roles] == ports[:6]
+    for port in (first, first + 6):  # what the hub needs, on a cluster node and on the queue Redis
+        with redis.Redis(host=HOST, port=port, decode_responses=True) as r:
+            assert r.config_get("zset-max-listpack-entries") == {"zset-max-listpack-entries": "1100"}
+            assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+            assert r.info("cluster")["cluster_enabled"] == (1 if port == first else 0)
+    asyncio.run(_every_slot_answers(settings))
+    assert start(settings, progress=lambda _: None) == []  # all answer: nothing to do
+
+    # One primary killed: start brings it back, with its nodes.conf, into the same cluster.
+    primary = next(p for p, role in roles if role == "primary" and p != first)
+    pid = int((state_dir / f"redis-{primary}" / "redis.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for_sync(lambda: not redis_answers(HOST, primary), 5)
+    messages: list[str] = []
+    again = start(settings, progress=messages.append)
+    assert [s.address for s in again] == [f"{HOST}:{primary}"]
+    assert any("Redis Cluster ok on 6 nodes" in m for m in messages), messages
+    assert [p for p, _ in _cluster_nodes(primary)] == ports[:6]
+    asyncio.run(_every_slot_answers(settings))
+
+    assert stop(settings, progress=lambda _: None) == ["redis"]
+    assert all(s.state == "stopped" for s in status(settings)[:7])
+
+
+def wait_for_sync(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
