@@ -32,7 +32,7 @@ from bench.ceilings import PubSubCeiling, pubsub_ceiling
 from bench.common import environment, info, percentile, signed_headers
 from hub.config import Settings
 from hub.domain.tokens import issue_token
-from hub.storage.changes import channel
+from hub.storage.redis import Keys
 
 
 @dataclass
@@ -212,11 +212,11 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
             await asyncio.gather(*tasks)
             await asyncio.sleep(2.0)
 
-            # 2. deliveries: one counts message per user, straight onto the gateway's channel.
+            # 2. deliveries: one counts message per user, straight onto its feed's channel.
             import redis.asyncio as aioredis
 
             rc = aioredis.Redis.from_url(env.settings.redis.url)
-            chan = channel(env.settings.redis.key_prefix)
+            keys = Keys(env.settings.redis.key_prefix, app.id)
             total = 20_000 if quick else 100_000
             pub_rate = 40_000.0
             info(f"publishing {total} per-user changes at up to {pub_rate:.0f}/s")
@@ -226,8 +226,9 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
                 pipe = rc.pipeline(transaction=False)
                 for j in range(start, min(total, start + chunk)):
                     u = users[j % len(users)]
-                    pipe.publish(chan, json.dumps({"app": app.id, "feed": f"notification:{u}", "op": "counts",
-                                                   "unseen": j, "unread": j}))
+                    feed = f"notification:{u}"
+                    pipe.execute_command("SPUBLISH", keys.channel(feed), json.dumps(
+                        {"app": app.id, "feed": feed, "op": "counts", "unseen": j, "unread": j}))
                 await pipe.execute()
                 await asyncio.sleep(max(0.0, t0 + (start + chunk) / pub_rate - time.monotonic()))
             await asyncio.sleep(3.0)

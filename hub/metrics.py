@@ -58,6 +58,9 @@ class HubMetrics:
                                 ["kind"], registry=r)
         self.ws_connections = Gauge("hub_ws_connections", "Open websocket connections", registry=r)
         self.ws_frames = Counter("hub_ws_frames_total", "Websocket frames sent, by op", ["op"], registry=r)
+        self.rt_messages = Counter("hub_realtime_messages_total",
+                                   "Change messages this gateway received and decoded (its sockets' feeds only)",
+                                   registry=r)
         self.ws_dropped = Counter("hub_ws_dropped_total", "Websocket connections closed by the server, by reason",
                                   ["reason"], registry=r)
         self.dependency_errors = Counter("hub_dependency_errors_total",

@@ -53,7 +53,8 @@ class Follow:
 
     ``held`` is a list while its subscription replays the log: live frames wait there
     (with their cursors) until ``subscribed`` is sent. ``after`` is the cursor that
-    ``subscribed`` covered: a live frame not newer is a repeat of the replay."""
+    ``subscribed`` covered, then of the newest live frame sent: a live frame not newer is a
+    repeat, and a resume after a lost subscription starts there."""
 
     held: list[tuple[Cursor, bytes]] | None = None
     after: Cursor | None = None
@@ -104,6 +105,7 @@ class Conn:
                 return
             if f.after is not None and cursor <= f.after:
                 return
+            f.after = cursor  # where a resume starts (Gateway._resume)
         self.push(data)
 
     def send(self, obj: Any) -> None:

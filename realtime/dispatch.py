@@ -1,11 +1,20 @@
-"""One Redis pub/sub subscription per process, fanned out to the local sockets.
+"""Each process subscribes to the channels of the feeds its own sockets follow, and fans
+each change out to those sockets.
 
-The listener reads change messages (``<prefix>:rt``, see hub/storage/changes.py) in
-batches and never waits for frames to be built: each batch gets a task that fetches what
-its frames need (entries and counts, once per feed and batch) while later batches are
-read and fetched, and that delivers only after the batch before it has delivered, so
-frames leave in the order Redis published them (per feed: the change-log order). At most
-``MAX_IN_FLIGHT`` batches are pending; beyond that the listener waits.
+Channels: one per feed (``Keys.channel``, hub/storage/changes.py), subscribed through
+realtime/subscriber.py (sharded pub/sub) when the first local socket follows the feed,
+and unsubscribed ``LINGER`` seconds after the last one left (a socket that comes back
+meanwhile costs nothing). So a process decodes only the changes of its own sockets'
+feeds, and more processes add delivery capacity. A subscription that was lost and
+restored (a connection drop, a failover) calls ``on_resume`` for every local socket of
+its feed: the gateway resumes them from the feed's change stream.
+
+Messages are handled in batches and the reader never waits for frames to be built: each
+batch gets a task that fetches what its frames need (entries and counts, once per feed
+and batch) while later batches are read and fetched, and that delivers only after the
+batch before it has delivered, so frames leave in the order Redis published them (per
+feed: the change-log order). At most ``MAX_IN_FLIGHT`` batches are pending; beyond that
+the reader waits.
 
 Each frame is serialised once and pushed, as the same bytes, to every socket of its feed;
 an entry is rendered once per feed and batch, as JSON text that every change of it in the
@@ -18,19 +27,24 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.storage.changes import REFRESH_EVERY, ChangeLog, parse_cursor
 from hub.storage.outage import DEPENDENCY_DOWN, OutageLog
+from hub.storage.redis import Keys
 from realtime.conn import Conn, Cursor, dumps
 from realtime.frames import FeedView, FramePieces
+from realtime.subscriber import ShardedSubscriber
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1000
 MAX_IN_FLIGHT = 64
+LINGER = 5.0  # seconds a feed stays subscribed after its last local socket left
+CONFIRM_TIMEOUT = 5.0  # seconds a subscribe waits for Redis to confirm the feed's channel
 
 Key = tuple[str, str]  # (app, feed)
 
@@ -42,21 +56,25 @@ class Dispatcher:
         self.view = view
         self.subs: dict[Key, set[Conn]] = {}
         self.delivered = 0
+        self.decoded = 0  # messages received and decoded by this process
         self.frames: Any = None  # hub_ws_frames_total{op}, set by the gateway
-        self.ready = asyncio.Event()
-        self._redis: aioredis.Redis | None = None
+        self.messages: Any = None  # hub_realtime_messages_total, set by the gateway
+        self.on_resume: Callable[[Conn, str], None] | None = None  # set by the gateway
+        self._channels: dict[str, Key] = {}  # subscribed (or being subscribed) channel -> feed
+        self._idle: dict[Key, float] = {}  # feed without local sockets -> when to unsubscribe
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._prev: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Redis down: one line when the subscription is lost and one when it is back, not
         # a traceback per resubscribe attempt (one a second); likewise for the refresh.
         self.outage = OutageLog("Redis (realtime subscription)", log)
         self._refresh_outage = OutageLog("Redis (realtime online feeds)", log)
+        self.subscriber = ShardedSubscriber(url, self.outage, self._on_messages, self._on_resumed)
+        self.ready = self.subscriber.ready
 
     async def start(self) -> None:
-        # A client of its own for the subscription: it blocks on reads (no socket timeout).
-        self._redis = aioredis.Redis.from_url(self.url, decode_responses=False, socket_connect_timeout=2,
-                                              health_check_interval=0)
-        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._refresh())]
+        await self.subscriber.start()
+        self._tasks = [asyncio.create_task(self._refresh()), asyncio.create_task(self._sweep())]
         await asyncio.wait_for(self.ready.wait(), 10)
 
     async def stop(self) -> None:
@@ -65,13 +83,22 @@ class Dispatcher:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self._redis is not None:
-            await self._redis.aclose()
+        await self.subscriber.stop()
 
     # -- who wants what ------------------------------------------------------------------
 
     def add(self, conn: Conn, feed: str) -> None:
         self.subs.setdefault((conn.app, feed), set()).add(conn)
+        self._idle.pop((conn.app, feed), None)
+
+    async def watch(self, app: str, feed: str) -> None:
+        """Until the feed's channel is subscribed: changes published from now on arrive."""
+        channel = Keys(self.log.prefix, app).channel(feed)
+        self._channels[channel] = (app, feed)
+        try:
+            await asyncio.wait_for(self.subscriber.subscribe(channel), CONFIRM_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RedisTimeoutError("Redis did not confirm a realtime subscription in time") from None
 
     def remove(self, conn: Conn, feed: str) -> None:
         subs = self.subs.get((conn.app, feed))
@@ -79,42 +106,34 @@ class Dispatcher:
             subs.discard(conn)
             if not subs:
                 del self.subs[(conn.app, feed)]
+                self._idle[(conn.app, feed)] = time.monotonic() + LINGER
+
+    async def _sweep(self) -> None:
+        """Unsubscribe the feeds whose last local socket left ``LINGER`` seconds ago."""
+        while True:
+            await asyncio.sleep(LINGER / 5)
+            now = time.monotonic()
+            for key, when in list(self._idle.items()):
+                if when <= now and key not in self.subs:
+                    del self._idle[key]
+                    channel = Keys(self.log.prefix, key[0]).channel(key[1])
+                    self._channels.pop(channel, None)
+                    self.subscriber.unsubscribe(channel)
+
+    def _on_resumed(self, channels: list[str]) -> None:
+        """Subscribed again after a loss: every local socket of those feeds resumes."""
+        for channel in channels:
+            key = self._channels.get(channel)
+            if key is None or self.on_resume is None:
+                continue
+            for conn in list(self.subs.get(key, ())):
+                self.on_resume(conn, key[1])
 
     # -- reading -------------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        assert self._redis is not None
-        while True:
-            try:
-                ps = self._redis.pubsub(ignore_subscribe_messages=True)
-                await ps.subscribe(self.log.channel)
-                self.outage.recovered()
-                self.ready.set()
-                prev: asyncio.Task[None] | None = None
-                try:
-                    while True:
-                        msg = await ps.get_message(timeout=None)
-                        if msg is None:
-                            continue
-                        batch = [msg]
-                        while len(batch) < MAX_BATCH:
-                            nxt = await ps.get_message(timeout=0)
-                            if nxt is None:
-                                break
-                            batch.append(nxt)
-                        await self._slots.acquire()
-                        prev = asyncio.create_task(self._dispatch(batch, prev))
-                finally:
-                    with contextlib.suppress(Exception):
-                        await ps.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-            except asyncio.CancelledError:
-                raise
-            except DEPENDENCY_DOWN as e:
-                self.outage.failed(e)
-                await asyncio.sleep(1)
-            except Exception:  # a bug, not an outage: loud
-                log.exception("realtime subscription failed; resubscribing")
-                await asyncio.sleep(1)
+    async def _on_messages(self, batch: list[bytes]) -> None:
+        await self._slots.acquire()
+        self._prev = asyncio.create_task(self._dispatch(batch, self._prev))
 
     async def _refresh(self) -> None:
         while True:
@@ -134,7 +153,7 @@ class Dispatcher:
 
     # -- one batch -------------------------------------------------------------------------
 
-    async def _dispatch(self, batch: list[dict[str, Any]], prev: asyncio.Task[None] | None) -> None:
+    async def _dispatch(self, batch: list[bytes], prev: asyncio.Task[None] | None) -> None:
         try:
             wanted, entries, counts = await self._fetch(batch)
             if prev is not None and not prev.done():
@@ -146,12 +165,15 @@ class Dispatcher:
         finally:
             self._slots.release()
 
-    async def _fetch(self, batch: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[Key, Any], dict[Key, Any]]:
+    async def _fetch(self, batch: list[bytes]) -> tuple[list[dict[str, Any]], dict[Key, Any], dict[Key, Any]]:
         wanted: list[dict[str, Any]] = []
+        self.decoded += len(batch)
+        if self.messages is not None:
+            self.messages.inc(len(batch))
         for msg in batch:
             try:
-                m = json.loads(msg["data"])
-            except (ValueError, TypeError, KeyError):
+                m = json.loads(msg)
+            except (ValueError, TypeError):
                 continue
             if (m.get("app"), m.get("feed")) in self.subs:
                 wanted.append(m)

@@ -3,8 +3,9 @@
 - realtime/handshake.py: token and Origin checks;
 - realtime/conn.py: one socket, its bounded send queue (a full queue drops that client,
   close code 4008, without slowing the others);
-- realtime/dispatch.py: one Redis pub/sub subscription per process, a map (app, feed) ->
-  local connections, each change turned into one frame written to every socket of its feed;
+- realtime/dispatch.py: the channels of the feeds this process's sockets follow (through
+  realtime/subscriber.py, sharded pub/sub), a map (app, feed) -> local connections, each
+  change turned into one frame written to every socket of its feed;
 - realtime/inbound.py: client frames parsed within bounds (size, nesting);
 - realtime/replay.py: what a ``subscribe`` with ``since`` missed, from the change log;
 - here: the connection's life and its client frames (subscribe, unsubscribe, ping).
@@ -16,7 +17,10 @@ with 1011 (logged).
 ``subscribe`` with ``since`` registers the socket for live messages first (buffered),
 replays the feed's change log after ``since``, sends ``subscribed`` and then the buffered
 messages newer than the replay; later live messages not newer than it are dropped too:
-nothing is lost or doubled.
+nothing is lost or doubled. When the process's subscription to a feed was lost and
+restored (a Redis connection drop, a failover), each of its sockets gets that same answer
+again, as if it had resubscribed with the last cursor it was sent (``complete: false``
+when the log no longer covers it).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from hub.errors import Forbidden, HubError, InvalidRequest
 from hub.ops.rebuild import ensure_built
 from hub.storage.changes import ChangeLog, parse_cursor
 from hub.storage.outage import DEPENDENCY_DOWN, as_unavailable
-from realtime.conn import CLOSE_EXPIRED, CLOSE_TOO_SLOW, Conn, State
+from realtime.conn import CLOSE_EXPIRED, CLOSE_TOO_SLOW, Conn, State, dumps
 from realtime.dispatch import Dispatcher, Key
 from realtime.frames import FeedView
 from realtime.handshake import authenticate, origin_allowed
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 MAX_CLIENT_MESSAGE = 16 * 1024
 # 1011: the server met an unexpected condition (RFC 6455).
 CLOSE_INTERNAL = 1011
+RESUMES = 32  # sockets resumed at once after a lost subscription
 
 __all__ = ["CLOSE_EXPIRED", "CLOSE_TOO_SLOW", "Conn", "Gateway", "origin_allowed"]
 
@@ -70,6 +75,9 @@ class Gateway:
         self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view)
         self.metrics = hub.metrics
         self.dispatcher.frames = self.metrics.ws_frames
+        self.dispatcher.messages = self.metrics.rt_messages
+        self.dispatcher.on_resume = self._resume
+        self._resumes = asyncio.Semaphore(RESUMES)
 
     @property
     def subs(self) -> dict[Key, set[Conn]]:
@@ -228,6 +236,7 @@ class Gateway:
         was_following = conn.start_replay(feed_id)
         self.dispatcher.add(conn, feed_id)
         try:
+            await self.dispatcher.watch(conn.app, feed_id)  # live changes arrive from here on
             await ensure_built(self.hub, conn.app, group, user)
             newest = await self.log.set_online(conn.app, feed_id)
             missed = await replay(self.log, self.view, conn.app, feed_id, since_cursor, newest, self.replay_limit)
@@ -246,3 +255,17 @@ class Gateway:
         covered = (parse_cursor(missed.cursor) if missed.cursor else None) or (0, 0)
         for frame in conn.end_replay(feed_id, covered):
             conn.push(frame)
+
+    def _resume(self, conn: Conn, feed: str) -> None:
+        """The feed's subscription was lost and is back: answer as a resubscribe from the
+        last cursor ``conn`` was sent (the changes in between come from the log)."""
+        f = conn.feeds.get(feed)
+        if not conn.open or f is None:
+            return
+        since = "%d-%d" % (f.after or (0, 0))
+        asyncio.get_running_loop().create_task(self._resume_one(conn, feed, since))
+
+    async def _resume_one(self, conn: Conn, feed: str, since: str) -> None:
+        async with self._resumes:
+            if conn.open and feed in conn.feeds:
+                await self._client_message(conn, dumps({"op": "subscribe", "feed": feed, "since": since}).decode())

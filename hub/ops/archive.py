@@ -9,7 +9,6 @@ unarchiving one that is not archived changes nothing but still answers the count
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from hub.config import FeedGroup
@@ -17,7 +16,7 @@ from hub.core import Hub
 from hub.ops.pages import feed_counts
 from hub.ops.rebuild import ensure_built
 from hub.storage.archive import ArchiveStore, is_archived
-from hub.storage.changes import channel
+from hub.storage.changes import publish
 
 
 async def archive(hub: Hub, app: str, group: FeedGroup, user: str, ids: Sequence[str] | None) -> dict[str, int]:
@@ -51,5 +50,5 @@ async def unarchive(hub: Hub, app: str, group: FeedGroup, user: str, ids: Sequen
 async def _publish(hub: Hub, app: str, group: FeedGroup, feed: str, op: str, ids: list[str]) -> dict[str, int]:
     counts = await feed_counts(hub, app, group, feed)
     msg = {"app": app, "feed": feed, "op": op, "ids": ids, **counts}
-    await hub.redis.publish(channel(hub.feeds.prefix), json.dumps(msg, separators=(",", ":")))
+    await publish(hub.redis, hub.feeds.prefix, app, feed, msg)
     return counts

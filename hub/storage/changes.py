@@ -1,25 +1,30 @@
 """Feed change log and live publish, for the websocket gateway (docs/api.md, Websocket).
 
-Every change to a cached feed that someone is (or recently was) connected to gets a
-cursor from a per-feed Redis Stream, ``<prefix>:<app>:cs:<feed>`` (the stream entry id
-is the cursor), and is published once on one channel per hub, ``<prefix>:rt``, as
+Every change to a cached feed that a socket follows (or recently followed) gets a cursor
+from the feed's own Redis Stream, ``Keys.changes(feed)`` (the stream entry id is the
+cursor), and is published on the feed's own channel, ``Keys.channel(feed)``, with
+``SPUBLISH`` (sharded pub/sub: on a Redis Cluster the message stays on the nodes of the
+feed's slot; a single Redis 7 takes it as well), as
 ``{"app", "feed", "op": "entry"|"deleted", "ids", "cursor"}``. Both happen inside the
-fan-out Lua scripts (hub/storage/feedcache.py), atomically with the change itself, so
-the log order is the change order and a publish never precedes its log entry.
+fan-out Lua scripts (hub/storage/feedcache.py, lua/notify.lua), atomically with the
+change itself, so the log order is the change order and a publish never precedes its log
+entry. Stream, flag and channel share the feed's hash tag: one slot per script call.
 
-Only feeds in ``<prefix>:<app>:online`` (sorted set feed -> expiry unix time, kept by the
-gateway while subscribed and ~10 minutes after) are logged, so offline users cost no
-extra Redis work. When a feed comes back online after its expiry, the gateway logs a
-``gap`` entry: a resume across it reports ``complete: false``.
+Only feeds whose online flag ``Keys.online(feed)`` exists (a string key with a TTL of
+``ONLINE_TTL``, refreshed by the gateways while a socket follows the feed) are logged and
+published, so offline users cost no extra Redis work. When a feed comes back online after
+its flag expired, a ``gap`` entry is logged: a resume across it reports ``complete: false``.
 
-Counts changes (after a mark) are published without a log entry:
-``{"app", "feed", "op": "counts", "unseen", "unread"}``.
+Counts and archive changes are published on the same channel without a log entry:
+``{"app", "feed", "op": "counts", "unseen", "unread"}`` (:func:`publish`).
+
+Delivery: at most once per publish to each subscribed gateway (pub/sub keeps nothing);
+what a gateway missed, it finds in the stream (realtime/subscriber.py).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,18 +36,6 @@ from hub.storage.redis import Keys
 STREAM_MAXLEN = 500  # also in lua/notify.lua and lua/online.lua (the log's trim length)
 ONLINE_TTL = 600  # seconds a feed stays "online" after its last refresh
 REFRESH_EVERY = 30
-
-
-def channel(prefix: str) -> str:
-    return f"{prefix}:rt"
-
-
-def stream_key(k: Keys, feed: str) -> str:
-    return f"{k.base}:cs:{feed}"
-
-
-def online_key(k: Keys) -> str:
-    return f"{k.base}:online"
 
 
 def parse_cursor(cursor: str) -> tuple[int, int] | None:
@@ -70,24 +63,24 @@ class ChangeLog:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.channel = channel(prefix)
         self._online = redis.register_script(scripts.ONLINE)
 
-    async def set_online(self, app: str, feed: str, *, now: float | None = None) -> str:
+    async def set_online(self, app: str, feed: str) -> str:
         """Mark ``feed`` online for ``ONLINE_TTL`` s; returns the newest cursor of its log."""
-        now = time.time() if now is None else now
         k = Keys(self.prefix, app)
-        res = await self._online(keys=[online_key(k), stream_key(k, feed)], args=[feed, now + ONLINE_TTL, now])
+        res = await self._online(keys=[k.online(feed), k.changes(feed)], args=[ONLINE_TTL])
         return str(res or "")
 
-    async def refresh_online(self, app: str, feeds: list[str], *, now: float | None = None) -> None:
+    async def refresh_online(self, app: str, feeds: list[str]) -> None:
+        """Keep the online flags of ``feeds`` for another ``ONLINE_TTL`` s (pipelined; on a
+        cluster the client splits the pipeline by node). A flag that expired meanwhile
+        is set again without a gap entry: the next subscribe's set_online decides."""
         if not feeds:
             return
-        now = time.time() if now is None else now
         k = Keys(self.prefix, app)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(online_key(k), {f: now + ONLINE_TTL for f in feeds})
-        pipe.zremrangebyscore(online_key(k), "-inf", now)
+        for f in feeds:
+            pipe.set(k.online(f), "1", ex=ONLINE_TTL)
         await pipe.execute()
 
     async def replay(self, app: str, feed: str, since: str, limit: int) -> Replay:
@@ -96,7 +89,7 @@ class ChangeLog:
         Incomplete when the log is gone or trimmed past ``since``, holds a gap after it,
         or has more than ``limit`` changes after it.
         """
-        key = stream_key(Keys(self.prefix, app), feed)
+        key = Keys(self.prefix, app).changes(feed)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(key, "-", "+", count=1)
         pipe.xrange(key, f"({since}", "+", count=limit + 1)
@@ -111,6 +104,11 @@ class ChangeLog:
         return Replay(changes, True, last)
 
 
+async def publish(redis: Redis, prefix: str, app: str, feed: str, msg: Mapping[str, object]) -> None:
+    """``msg`` on the feed's channel (no log entry: not replayed by a resume)."""
+    await redis.spublish(Keys(prefix, app).channel(feed), json.dumps(msg, separators=(",", ":")))
+
+
 async def publish_counts(redis: Redis, prefix: str, app: str, feed: str, counts: Mapping[str, int]) -> None:
     msg = {"app": app, "feed": feed, "op": "counts", "unseen": counts["unseen"], "unread": counts["unread"]}
-    await redis.publish(channel(prefix), json.dumps(msg, separators=(",", ":")))
+    await publish(redis, prefix, app, feed, msg)
