@@ -1,14 +1,19 @@
--- AGG_ADD: one activity into its group in many aggregated feeds (fan-out, rebuilds, copies).
--- KEYS: six per feed: order, states, members, actors, counts (groups.lua), rendered page.
+-- AGG_ADD: one activity into its group in many aggregated feeds of one slot (fan-out,
+-- rebuilds, copies).
+-- KEYS: six per feed: order, states, members, actors, counts (groups.lua), rendered page;
+-- with ``now``, two more per feed: its online flag and change stream (one hash tag,
+-- Keys.feed_tag).
 -- ARGV: activity id, actor, time (created_at form), group key, group id, max_length, then
--- optionally now, app, head (log and publish, hub/storage/changes.py; then two more KEYS
--- per feed: its online flag and change stream).
+-- optionally now (unix s), app and two per feed: its name and its channel (log and
+-- publish: notify.lua, hub/storage/changes.py).
 -- Returns the number of feeds that did not hold the activity yet (each gets it once).
 -- Cost per feed: a constant number of O(log n) calls, whatever the size of the group;
--- a new group that pushes one past max_length drops it (drop_group).
+-- a new group that pushes one past max_length drops it (drop_group). The states,
+-- members, actors and counts it creates (a feed's first group) get the order set's TTL,
+-- so a feed's keys expire together (fanout.cache_days, hub/storage/feedcache.py).
 local id, actor, t, gkey, gid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxlen = tonumber(ARGV[6])
-local now, app, head = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local now, app = tonumber(ARGV[7]), ARGV[8]
 local step = now and 8 or 6
 local member, field, entry = gid .. '|' .. id .. '|' .. actor, gid .. '|' .. actor, id .. '|' .. gid
 local n = 0
@@ -45,6 +50,12 @@ for i = 1, #KEYS, step do
       redis.call('ZADD', z, 0, entry)
       redis.call('HSET', ac, field, id .. '|1')
       redis.call('ZADD', az, 0, member)
+      if redis.call('HLEN', h) == 1 then  -- the feed's first group: these keys are new
+        local ttl = redis.call('PTTL', z)
+        if ttl > 0 then
+          for _, key in ipairs({h, mz, az, ac}) do redis.call('PEXPIRE', key, ttl) end
+        end
+      end
       local over = redis.call('ZCARD', z) - 1 - maxlen
       if over > 0 then
         for _, m in ipairs(redis.call('ZRANGE', z, 1, over)) do
@@ -54,7 +65,10 @@ for i = 1, #KEYS, step do
       end
     end
     redis.call('DEL', KEYS[i + 5])  -- the rendered first page is out of date
-    if now then notify_feed(head, KEYS[i + 6], KEYS[i + 7], now, app, 'entry', gid) end
+    if now then
+      local j = 9 + 2 * ((i - 1) / 8)
+      notify(KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], 'entry', gid)
+    end
   end
 end
 return n

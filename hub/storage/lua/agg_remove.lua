@@ -1,13 +1,14 @@
--- AGG_REMOVE: one activity out of its group in many aggregated feeds (deletes, unfollows).
--- KEYS: six per feed, as agg_add.lua. ARGV: activity id, actor, group id, then optionally
--- now, app, head (log and publish, hub/storage/changes.py; then two more KEYS per feed:
--- its online flag and change stream).
+-- AGG_REMOVE: one activity out of its group in many aggregated feeds of one slot
+-- (deletes, unfollows).
+-- KEYS: as agg_add.lua (six per feed, eight with ``now``). ARGV: activity id, actor, group
+-- id, then optionally now (unix s), app and two per feed: its name and its channel
+-- (log and publish: notify.lua).
 -- Returns the number of feeds that held it. Counts stay exact: the actor's count goes
 -- down, and when this was the actor's newest activity in the group its next newest is
 -- found by scanning the group's members back from it (the only part that is not
 -- O(log n): as many members as lie between the two). An emptied group goes entirely.
 local id, actor, gid = ARGV[1], ARGV[2], ARGV[3]
-local now, app, head = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local now, app = tonumber(ARGV[4]), ARGV[5]
 local step = now and 8 or 6
 local member, field = gid .. '|' .. id .. '|' .. actor, gid .. '|' .. actor
 local lo, hi = glo(gid), ghi(gid)
@@ -65,7 +66,10 @@ for i = 1, #KEYS, step do
         redis.call('HSET', h, gid, cjson.encode(st))
       end
     end
-    if now then notify_feed(head, KEYS[i + 6], KEYS[i + 7], now, app, op, gid) end
+    if now then
+      local j = 6 + 2 * ((i - 1) / 8)
+      notify(KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], op, gid)
+    end
   end
 end
 return n
