@@ -66,7 +66,7 @@ async def open_sockets(session: aiohttp.ClientSession, settings: Settings, own: 
 async def entry_of(ws: aiohttp.ClientWebSocketResponse, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        frame = json.loads((await ws.receive(timeout=max(0.01, deadline - time.monotonic()))).data)
+        frame: dict[str, Any] = json.loads((await ws.receive(timeout=max(0.01, deadline - time.monotonic()))).data)
         if frame["op"] == "entry":
             return frame
 
