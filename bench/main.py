@@ -48,7 +48,7 @@ def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config:
     return 0
 
 
-SCENARIOS = ("fanout", "intake", "read", "soak", "push")
+SCENARIOS = ("fanout", "intake", "read", "soak", "push", "inbox")
 
 
 def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | None) -> Any:
@@ -70,6 +70,10 @@ def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | Non
         from bench.soak_report import SoakOptions
 
         return run(run_soak(s, SoakOptions(**{k: v for k, v in (soak or {}).items() if v is not None})))
+    if scenario == "inbox":
+        from bench.inbox import run_inbox
+
+        return run(run_inbox(s, quick=quick))
     from bench.push import run_push
 
     return run(run_push(s, quick=quick))

@@ -77,6 +77,15 @@ def test_bench_push_quick(running_services: list[ManagedService]) -> None:
     assert number(r"([\d,]+) messages/s received at most", out) > 0
 
 
+def test_bench_inbox_quick(running_services: list[ManagedService]) -> None:
+    out = run_bench("inbox")
+    assert number(r"painted in <hub-inbox>: p50 ([\d.]+) ms", out) > 0
+    assert number(r"over ([\d]+) posts", out) == 20
+    assert number(r"answer -> painted in the same Chromium: p50 ([\d.]+) ms", out) > 0
+    assert number(r"websocket ([-\d.]+) KiB, SSE", out) != 0
+    assert "KiB per connection" in out
+
+
 def test_bench_soak_short(running_services: list[ManagedService]) -> None:
     """24 s at low rates: a line per 8 s interval with numbers in every column, then the
     summary with the ceilings and the three targets checked (met or not: the figures are
