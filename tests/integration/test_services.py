@@ -293,3 +293,56 @@ def wait_for_sync(predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+async def _through_a_failover(settings: Settings, primary: int, pid: int) -> tuple[float, set[str]]:
+    """Kill -9 ``primary`` while writing to its slots; return how long writes failed and
+    the errors they failed with."""
+    from hub.storage.outage import DEPENDENCY_DOWN
+    from hub.storage.redis import connect
+
+    client = connect(settings.redis)
+    try:
+        mine = [k for k in (f"svc-test:{{f{i}}}" for i in range(200))
+                if int(await client.cluster_keyslot(k)) in _slots_of(primary)][:5]
+        assert mine
+        os.kill(pid, signal.SIGKILL)
+        errors: set[str] = set()
+        failing_since: float | None = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                for k in mine:
+                    await client.set(k, "v", ex=60)
+            except DEPENDENCY_DOWN as e:  # what the web layer answers 503 to
+                errors.add(type(e).__name__)
+                failing_since = failing_since or time.monotonic()
+                await asyncio.sleep(0.1)
+                continue
+            if failing_since is not None:
+                return time.monotonic() - failing_since, errors
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"writes to the killed primary's slots still fail after 30 s ({errors})")
+    finally:
+        await client.aclose()
+
+
+def _slots_of(port: int) -> set[int]:
+    with redis.Redis(host=HOST, port=port, decode_responses=True) as r:
+        node = next(n for n in r.execute_command("CLUSTER NODES").values() if "myself" in n["flags"])
+    return {s for lo, hi in node["slots"] for s in range(int(lo), int(hi) + 1)}
+
+
+def test_a_killed_primary_is_an_outage_until_its_replica_takes_over(state_dir: Path) -> None:
+    """The hub's cluster client through a real failover: every failure is one of the
+    outage errors (a 503, never a 500), and writes work again once the replica is promoted."""
+    first = free_cluster_ports(17600)
+    settings = _cluster_settings(state_dir, first)
+    start(settings, progress=lambda _: None)
+    primary = next(p for p, role in _cluster_nodes(first) if role == "primary" and p != first)
+    pid = int((state_dir / f"redis-{primary}" / "redis.pid").read_text())
+    failed_for, errors = asyncio.run(_through_a_failover(settings, primary, pid))
+    print(f"writes to the killed primary's slots failed for {failed_for:.1f} s with {sorted(errors)}")
+    assert failed_for < 15  # a 5 s node timeout: about 8 s measured
+    assert start(settings, progress=lambda _: None)  # the killed node comes back as a replica
+    assert [role for _, role in _cluster_nodes(first)].count("replica") == 3
