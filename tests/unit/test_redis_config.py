@@ -94,3 +94,14 @@ def test_a_cluster_in_failover_is_an_outage(exc: Exception) -> None:
                          ids=lambda e: type(e).__name__)
 def test_a_script_across_slots_is_a_bug_not_an_outage(exc: Exception) -> None:
     assert not isinstance(exc, DEPENDENCY_DOWN)
+
+
+def test_the_shipped_cluster_config_is_a_redis_cluster_with_a_queue_redis() -> None:
+    from pathlib import Path
+
+    from hub.config import load_settings
+    from hub.services.redis_cluster import configured
+
+    s = load_settings(Path(__file__).resolve().parents[2] / "config.cluster.toml", env={})
+    assert s.redis.cluster and s.redis.url == "redis://127.0.0.1:7100/0" and s.queue_url == "redis://127.0.0.1:6380/0"
+    assert configured(s) == [("127.0.0.1", p) for p in (7100, 7101, 7102, 7103, 7104, 7105, 6380)]
