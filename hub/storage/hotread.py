@@ -126,7 +126,7 @@ class HotReads(GroupReads):
                 *([k.agg_page(feed), k.agg_members(feed), k.agg_actors(feed)] if agg else [order] * 3)]
         args: list[Any] = ["1" if agg else "0", f"({before}" if before else "+", limit, bodies,
                            "" if self.cluster else body_prefix, per_group, actors, page_token if agg else "", "0",
-                           self._refresh_below]
+                           self._refresh_below, self._page_ttl(60)]
         now = time.time()
         commands = self._active_command(k, user, now)
         if pulls:
@@ -160,6 +160,10 @@ class HotReads(GroupReads):
                        {i: b for i, b in zip(ids, raws) if b is not None}, dict(zip(it, it)),
                        max(0, int(unseen)), max(0, int(unread)), celebs, archived == 1)
 
+    def _page_ttl(self, ttl: int) -> int:
+        """A kept page (or its reservation) never outlives the feed's other keys."""
+        return min(ttl, self.cache_seconds)
+
     def keep_page(self, app: str, feed: str, token: str, text: str) -> None:
         """Keep a rendered first page, unless the feed changed since the read that reserved it.
 
@@ -170,6 +174,6 @@ class HotReads(GroupReads):
 
     async def _keep_page(self, key: str, token: str, text: str) -> None:
         try:
-            await self._store_page([key], [token, text, PAGE_TTL])
+            await self._store_page([key], [token, text, self._page_ttl(PAGE_TTL)])
         except Exception:  # not worth a log line (see keep_page)
             pass

@@ -6,7 +6,7 @@
 -- activity key prefix ("" on a Redis Cluster: bodies are fetched by slot, see below),
 -- activities per group, actors per group, page token ("" unless this is an aggregated
 -- feed's first page), "1" to skip the kept page (it was found out of date), refresh
--- threshold (seconds; 0: feed caches never expire).
+-- threshold (seconds; 0: feed caches never expire), TTL of a page reservation (seconds).
 -- Body keys are not in KEYS: they are in other slots. On a single Redis the script
 -- reads them by name (prefix .. id), so a hot read stays one round trip; with an empty
 -- prefix it returns the ids alone and hub/storage/feedcache.py reads the bodies by slot.
@@ -49,7 +49,7 @@ if agg and ARGV[8] ~= '' then
       end
     end
   end
-  redis.call('SET', KEYS[5], '?' .. ARGV[8], 'EX', 60)
+  redis.call('SET', KEYS[5], '?' .. ARGV[8], 'EX', ARGV[11])
 end
 local members = redis.call('ZREVRANGEBYLEX', z, ARGV[2], '(!', 'LIMIT', 0, tonumber(ARGV[3]))
 local second, ids, keys = {}, {}, {}
