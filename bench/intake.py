@@ -22,8 +22,7 @@ from bench.common import Environment, environment, info
 from bench.cpu import CpuMeter, format_cpu
 from bench.intake_load import Load, drive, with_foreign_id, wrk_load
 from hub.config import Settings
-from hub.queue import PRIORITIES, queue_name
-from hub.storage.redis import connect
+from hub.queue import PRIORITIES, connect_queue, queue_name
 
 BATCH_CLIENTS = 4
 LATENCY_CLIENTS = 20
@@ -149,7 +148,7 @@ async def run_latency(settings: Settings, runs: int) -> LatencyRuns:
 async def settle(env: Environment, timeout: float = 120.0) -> None:
     """Wait until the workers have run every job that is due, so that the next phase is
     not measured while the last one's fan-out still runs beside it."""
-    redis = connect(env.settings.redis, max_connections=2)
+    redis = await connect_queue(env.settings)  # the queues' Redis ([queue] url)
     queues = [queue_name(env.settings.redis, p) for p in PRIORITIES]
     start = time.perf_counter()
     try:
