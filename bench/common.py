@@ -116,6 +116,8 @@ def config_toml(s: Settings) -> str:
     lines = [
         "[server]", f"host = {_toml(s.server.host)}", f"port = {s.server.port}",
         "[redis]", f"url = {_toml(s.redis.url)}", f"key_prefix = {_toml(s.redis.key_prefix)}",
+        f"cluster = {_toml(s.redis.cluster)}", *([f"nodes = {_toml(s.redis.nodes)}"] if s.redis.nodes else []),
+        *(["[queue]", f"url = {_toml(s.queue.url)}"] if s.queue.url else []),
         "[cassandra]", f"hosts = {_toml(c.hosts)}", f"port = {c.port}", f"keyspace = {_toml(c.keyspace)}",
         f"replication_factor = {c.replication_factor}", f"request_timeout = {c.request_timeout!r}",
     ]
