@@ -116,6 +116,12 @@ async def test_element_text_marks_and_accessibility(served, browser) -> None:  #
     await p.evaluate("() => { customElements.get('hub-inbox').templates.comment = c => `${c.subject} wrote on ${c.object}`; }")
     await p.evaluate("document.querySelector('hub-inbox').setAttribute('locale', 'en-GB')")
     assert (await p.evaluate(TEXTS))[0] == "fay wrote on photo:7"
+    # Relative times in the element's locale (Intl.RelativeTimeFormat).
+    times = f"{ROWS}.map(li => li.querySelector('time').textContent)"
+    assert all(re.fullmatch(r"now|\d+ seconds? ago", t) for t in await p.evaluate(times))
+    await p.evaluate("document.querySelector('hub-inbox').setAttribute('locale', 'de')")
+    assert all(re.fullmatch(r"jetzt|vor \d+ Sekunden?", t) for t in await p.evaluate(times))
+    await p.evaluate("document.querySelector('hub-inbox').setAttribute('locale', 'en-GB')")
 
     # Opening the panel marks everything seen; clicking a group marks it read.
     await p.click("hub-inbox button.bell")
@@ -328,6 +334,53 @@ async def test_archive_and_each_filter_across_tabs(served, browser) -> None:  # 
     await ctx.close()
 
 
+async def test_infinite_scroll_keyboard_and_theme(served, browser) -> None:  # type: ignore[no-untyped-def]
+    origin, settings = served
+    bob = uid("bob")
+    errors: list[str] = []
+    acts = [{"actor": "alice", "verb": "like", "object": f"photo:{n}", "to": [f"notification:{bob}"]} for n in range(30)]
+    await _post(origin, settings, activities=acts)
+    await _feed(origin, settings, bob, groups=30)
+    ctx = await browser.new_context()
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob)}", errors)
+    await _wait(p, f"{ROWS}.length === 25 && {BADGE}.textContent === '30'")
+    inbox = "document.querySelector('hub-inbox')"
+
+    # Themed through custom properties on the element.
+    await p.evaluate(f"{inbox}.style.setProperty('--hub-accent', 'rgb(1, 2, 3)')")
+    assert await p.evaluate(f"getComputedStyle({BADGE}).backgroundColor") == "rgb(1, 2, 3)"
+
+    # Scrolling to the end of the panel loads the next page, once.
+    await p.click("hub-inbox button.bell")
+    assert await p.evaluate(f"{ROWS}.length") == 25
+    await p.evaluate(f"{inbox}.shadowRoot.querySelector('.panel').scrollTop = 1e6")
+    await _wait(p, f"{ROWS}.length === 30 && {inbox}.feed.state.hasMore === false")
+    ids = await p.evaluate(f"{ROWS}.map(li => li.dataset.id)")
+    assert len(set(ids)) == 30
+
+    # Keyboard: Right/Left move between the tabs (and switch the view), Down/End/Home move in the list.
+    focused = f"{inbox}.shadowRoot.activeElement"
+    await p.evaluate(f"{inbox}.shadowRoot.querySelector('[role=tab]').focus()")
+    await p.keyboard.press("ArrowRight")
+    assert await p.evaluate(f"{focused}.textContent") == "Unread"
+    assert await p.get_attribute("hub-inbox [role=tab][data-filter=unread]", "aria-selected") == "true"
+    await _wait(p, f"{inbox}.feed.state.filter === 'unread'")
+    await p.keyboard.press("ArrowLeft")
+    await _wait(p, f"{inbox}.feed.state.filter === 'all' && {ROWS}.length === 25")
+    await p.evaluate(f"{inbox}.shadowRoot.querySelector('li button.open').focus()")
+    row = f"{focused}.closest('li').dataset.id"
+    await p.keyboard.press("ArrowDown")
+    assert await p.evaluate(row) == ids[1]
+    await p.keyboard.press("End")
+    assert await p.evaluate(row) == ids[24]
+    await p.keyboard.press("Home")
+    assert await p.evaluate(row) == ids[0]
+    await p.keyboard.press("Escape")
+    assert await p.evaluate(f"{focused}.classList.contains('bell')")
+    assert errors == []
+    await ctx.close()
+
+
 async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: ignore[no-untyped-def]
     import aiohttp
 
@@ -370,15 +423,16 @@ async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: igno
 
 @pytest.fixture
 async def served_sse(settings: Settings, worker) -> AsyncIterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
-    """As ``served``, with SSE heartbeats every 0.5 s: a stream whose client left ends at
-    once, so the app's clean-up does not wait for it."""
+    """As ``served`` (the origin allowed for apps t1 and demo), with SSE heartbeats every
+    0.5 s: a stream whose client left ends at once, so the app's clean-up does not wait."""
     from web.app import create_app
     from web.keys import HUB
 
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    t1 = dataclasses.replace(settings.apps["t1"], allowed_origins=(*settings.apps["t1"].allowed_origins, origin))
-    s2 = dataclasses.replace(settings, apps={**settings.apps, "t1": t1})
+    apps = {name: dataclasses.replace(settings.apps[name], allowed_origins=(*settings.apps[name].allowed_origins, origin))
+            for name in ("t1", "demo")}
+    s2 = dataclasses.replace(settings, apps={**settings.apps, **apps})
     app = create_app(s2)
     realtime.setup(app, s2, get_hub=lambda a: a[HUB], sse_heartbeat=0.5)
     runner = web.AppRunner(app)
@@ -425,5 +479,24 @@ async def test_server_sent_events_when_websockets_are_refused(served_sse, browse
     assert "since=" in streams[-1]
     await p.evaluate("document.querySelector('hub-inbox').remove()")  # closes the stream
     await asyncio.sleep(1.0)  # the server's next heartbeat finds it gone
+    assert errors == []
+    await ctx.close()
+
+
+async def test_demo_page_posts_as_another_user_and_shows_it(served_sse, browser) -> None:  # type: ignore[no-untyped-def]
+    """/demo: the element plus a form posting test activities as other users (app demo)."""
+    origin, settings = served_sse
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    p = await _page(ctx, f"{origin}/demo?token={token(settings, bob, app='demo')}", errors)
+    await p.fill("#post input[name=actor]", "zoe")
+    await p.select_option("#post select[name=verb]", "comment")
+    await p.fill("#post input[name=object]", "post:z")
+    await p.click("#post button[type=submit]")
+    await _wait(p, f"{ROWS}.length === 1 && {BADGE}.textContent === '1'")
+    assert await p.evaluate(TEXTS) == ["zoe commented on post:z"]
+    assert (await p.text_content("#posted") or "").startswith("posted ")
+    await p.evaluate("document.querySelector('hub-inbox').remove()")  # closes the connection
     assert errors == []
     await ctx.close()
