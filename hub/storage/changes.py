@@ -106,7 +106,10 @@ class ChangeLog:
 
 async def publish(redis: Redis, prefix: str, app: str, feed: str, msg: Mapping[str, object]) -> None:
     """``msg`` on the feed's channel (no log entry: not replayed by a resume)."""
-    await redis.spublish(Keys(prefix, app).channel(feed), json.dumps(msg, separators=(",", ":")))
+    # execute_command: redis.asyncio's RedisCluster has no spublish(); both route SPUBLISH
+    # by its channel (the feed's slot on a cluster).
+    await redis.execute_command(  # type: ignore[no-untyped-call]
+        "SPUBLISH", Keys(prefix, app).channel(feed), json.dumps(msg, separators=(",", ":")))
 
 
 async def publish_counts(redis: Redis, prefix: str, app: str, feed: str, counts: Mapping[str, int]) -> None:
