@@ -50,7 +50,7 @@ async def mget(redis: Any, keys: Sequence[str]) -> list[Any]:
     batches = by_slot(True, list(range(len(keys))), lambda i: keys[i])
     pipe = redis.pipeline(transaction=False)
     for b in batches:
-        pipe.mget([keys[i] for i in b])
+        pipe.execute_command("MGET", *(keys[i] for i in b))  # ClusterPipeline.mget is blocked: one slot here
     out: list[Any] = [None] * len(keys)
     for b, values in zip(batches, await pipe.execute()):
         for i, v in zip(b, values):
@@ -66,5 +66,5 @@ async def count_existing(redis: Any, keys: Sequence[str]) -> int:
         return int(await redis.exists(*keys))
     pipe = redis.pipeline(transaction=False)
     for b in by_slot(True, list(keys), lambda k: k):
-        pipe.exists(*b)
+        pipe.execute_command("EXISTS", *b)
     return sum(int(n) for n in await pipe.execute())
