@@ -1,8 +1,8 @@
 """The rank index of ranked flat feeds (``ranking = "weighted"``, hub/domain/ranking.py).
 
-A ranked feed is cached exactly like a recency one (the same members in ``:f:<feed>``,
-trimmed to the newest ``max_length``, rebuilt the same way), plus ``:r:<feed>``: a sorted
-set of the same ids scored by :func:`~hub.domain.ranking.rank_score`. Every write that
+A ranked feed is cached exactly like a recency one (the same members in its ``:f``,
+trimmed to the newest ``max_length``, rebuilt the same way), plus ``:r`` (the same hash
+tag, so one slot): a sorted set of the same ids scored by :func:`~hub.domain.ranking.rank_score`. Every write that
 adds an id to the feed adds it to the index too, with a score that never changes, so the
 index needs no removals to stay right: an id the feed lost (trimmed, deleted) is skipped
 when a page is read, and such leftovers are pruned once the index holds twice the feed's
