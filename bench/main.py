@@ -48,7 +48,7 @@ def run_bench(settings: Settings, scenario: str, *, quick: bool = False, config:
     return 0
 
 
-SCENARIOS = ("fanout", "intake", "read", "soak", "push", "inbox")
+SCENARIOS = ("fanout", "intake", "read", "soak", "push", "inbox", "memory")
 
 
 def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | None) -> Any:
@@ -65,6 +65,10 @@ def _run_one(s: Settings, scenario: str, quick: bool, soak: dict[str, Any] | Non
         from bench.read import run_read
 
         return run(run_read(s, quick=quick))
+    if scenario == "memory":
+        from bench.memory import run_memory
+
+        return run(run_memory(s, quick=quick))
     if scenario == "soak":
         from bench.soak import run_soak
         from bench.soak_report import SoakOptions

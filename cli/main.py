@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(func=_token)
 
     bench = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    bench.add_argument("scenario", choices=["fanout", "intake", "read", "push", "soak", "inbox"])
+    bench.add_argument("scenario", choices=["fanout", "intake", "read", "push", "soak", "inbox", "memory"])
     bench.add_argument("--quick", action="store_true", help="a smaller run, for smoke tests")
     bench.add_argument("--cluster", metavar="CONFIG", help="intake, fanout: run again on this configuration "
                        "(config.cluster.toml) and print both runs' figures side by side")
