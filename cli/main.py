@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     up = sub.add_parser("up", help="start local services if needed, migrate, run server and worker")
+    up.add_argument("--worker-metrics-port", type=int, metavar="N",
+                    help="the worker's Prometheus metrics at GET /metrics on port N (hub worker --metrics-port)")
     up.set_defaults(func=_up)
 
     serve = sub.add_parser("serve", help="HTTP API, websocket gateway and pages")
@@ -179,7 +181,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from cli.up import up
 
-    return up(settings, config=args.config)
+    return up(settings, config=args.config, worker_metrics_port=args.worker_metrics_port)
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:

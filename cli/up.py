@@ -62,7 +62,16 @@ class Child:
         self.restart_at = now + delay
 
 
-def up(settings: Settings, *, config: str | None = None) -> int:
+def children_of(config: str | None, worker_metrics_port: int | None = None) -> list[Child]:
+    """``hub serve`` and ``hub worker`` as ``hub up`` runs them: the same configuration
+    file, and the worker's Prometheus metrics on ``worker_metrics_port`` if given (the
+    server serves its own at ``GET /metrics``)."""
+    base = [sys.executable, "-m", "cli.main"] + (["--config", config] if config else [])
+    metrics = ["--metrics-port", str(worker_metrics_port)] if worker_metrics_port else []
+    return [Child("hub serve", [*base, "serve"]), Child("hub worker", [*base, "worker", *metrics])]
+
+
+def up(settings: Settings, *, config: str | None = None, worker_metrics_port: int | None = None) -> int:
     t0 = time.monotonic()
     try:
         with status_lines("starting services") as progress:
@@ -78,8 +87,7 @@ def up(settings: Settings, *, config: str | None = None) -> int:
         print(f"schema ready ({'applied ' + str(applied) if applied else 'up to date'})")
         # Before any child starts: a conflict is one line and exit 2, not a crash loop.
         asyncio.run(_bind(settings))
-        base = [sys.executable, "-m", "cli.main"] + (["--config", config] if config else [])
-        children = [Child("hub serve", [*base, "serve"]), Child("hub worker", [*base, "worker"])]
+        children = children_of(config, worker_metrics_port)
         for c in children:
             c.start()
         url = f"http://{settings.server.host}:{settings.server.port}"
@@ -87,6 +95,8 @@ def up(settings: Settings, *, config: str | None = None) -> int:
             print("hub: the server did not become ready; see the messages above", file=sys.stderr)
             return 1
         print(f"\nhub is ready in {time.monotonic() - t0:.1f} s at {url}")
+        if worker_metrics_port:
+            print(f"worker metrics at http://{settings.server.host}:{worker_metrics_port}/metrics")
         _print_demo(settings, url)
         print("Ctrl-C stops everything hub up started.", flush=True)
         while True:
