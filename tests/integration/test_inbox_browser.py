@@ -381,6 +381,45 @@ async def test_infinite_scroll_keyboard_and_theme(served, browser) -> None:  # t
     await ctx.close()
 
 
+def _members(dts: str, head: str) -> dict[str, bool]:
+    """The members a declaration block of hub-client.d.ts names: name -> is a method."""
+    block = dts.split(head + " {", 1)[1].split("\n}", 1)[0]
+    found = re.findall(r"^  (?:readonly )?(\w+)(\??)([(:])", block, re.M)
+    return {name: kind == "(" for name, _, kind in found if name != "constructor"}
+
+
+async def test_the_declarations_match_the_module(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """Every member hub-client.d.ts declares exists in hub-client.js with its kind, and the
+    state has exactly the declared fields (the d.ts is the contract's interface)."""
+    origin, settings = served
+    dts = (Path(__file__).resolve().parents[2] / "web" / "static" / "hub-client.d.ts").read_text()
+    want = {"Feed": _members(dts, "export interface Feed"),
+            "HubClient": _members(dts, "export declare class HubClient"),
+            "FeedState": _members(dts, "export interface FeedState")}
+    assert {"subscribe", "loadMore", "markRead", "markSeen", "archive", "setFilter"} <= set(want["Feed"])
+    ctx = await browser.new_context()
+    p = await ctx.new_page()
+    await p.goto(f"{origin}/healthz")
+    have = await p.evaluate("""async ([t, want]) => {
+        const m = await import('/static/hub-client.js');
+        const hub = new m.HubClient({ url: location.origin, token: t });
+        const feed = hub.feed('notification');
+        const kinds = (o, names) => Object.fromEntries(Object.keys(names).map(n => [n, n in o ? typeof o[n] : 'missing']));
+        const out = { Feed: kinds(feed, want.Feed), HubClient: kinds(hub, want.HubClient),
+                      state: Object.keys(feed.state).sort(),
+                      exports: [typeof m.HubClient, typeof m.HubError, typeof m.claims] };
+        hub.close();
+        return out;
+    }""", [token(settings, uid("bob")), want])
+    for name in ("Feed", "HubClient"):
+        for member, is_method in want[name].items():
+            assert have[name][member] != "missing", f"{name}.{member}"
+            assert (have[name][member] == "function") == is_method, f"{name}.{member}: {have[name][member]}"
+    assert have["state"] == sorted(want["FeedState"])
+    assert have["exports"] == ["function", "function", "function"]
+    await ctx.close()
+
+
 async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: ignore[no-untyped-def]
     import aiohttp
 

@@ -60,7 +60,8 @@ export interface Feed {
   /** Calls `listener` now and on every change; returns the function that stops it. */
   subscribe(listener: (state: FeedState) => void): () => void;
   loadMore(): Promise<void>;
-  reload(): Promise<void>;
+  /** Re-read the first page over HTTP (`keep`: as many entries as are loaded, up to 100). */
+  reload(keep?: boolean): Promise<void>;
   markRead(ids: string[] | "all"): Promise<Counts>;
   markSeen(ids: string[] | "all"): Promise<Counts>;
   archive(ids: string[] | "all"): Promise<Counts>;
