@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -111,13 +112,44 @@ async def test_intake_and_a_worker_with_the_queues_on_a_redis_of_their_own(
         worker = asyncio.create_task(run_workers(s, stop=stop))
         try:
             assert await wait_for(lambda: _has(hub, bob, aid), timeout=15)
+            # The planning job ran to its end there (it may still be dropping its marker
+            # when the chunk job's entry lands).
+            assert await wait_for(lambda: _gone(hub.queue, job_key), timeout=15)
         finally:
             stop.set()
             await asyncio.wait_for(worker, 30)
-        assert not await hub.queue.exists(job_key)
     finally:
         await close_hub(hub)
 
 
+async def _gone(queue: Any, key: str) -> bool:
+    return not await queue.exists(key)
+
+
 async def _has(hub: object, user: str, aid: str) -> bool:
     return aid in await feed_ids(hub, APP, "timeline", user)  # type: ignore[arg-type]
+
+
+async def test_readyz_names_a_queue_redis_that_does_not_answer(settings: Settings, tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from web.app import create_app
+
+    port = free_port(16580)
+    s = dataclasses.replace(settings, queue=QueueSettings(url=f"redis://{HOST}:{port}/0"))
+    async with TestClient(TestServer(create_app(s))) as client:
+        r = await client.get("/readyz")
+        assert r.status == 503
+        assert (await r.json())["error"]["message"].startswith("queue not answering: queue: ")
+        service = await asyncio.to_thread(start_redis, HOST, port, tmp_path, lambda _: None)
+        assert service is not None
+        try:
+            assert await wait_for(lambda: _ready(client), timeout=10)
+            assert await (await client.get("/readyz")).json() == {"status": "ready", "redis": "ok", "cassandra": "ok",
+                                                                   "queue": "ok"}
+        finally:
+            await asyncio.to_thread(service.stop)
+
+
+async def _ready(client: Any) -> bool:
+    return bool((await client.get("/readyz")).status == 200)

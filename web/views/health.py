@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,12 +22,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    async def redis_ok() -> str | None:
+    async def redis_ok(name: str, client: Any) -> str | None:
         try:
-            await asyncio.wait_for(request.app[REDIS].ping(), CHECK_TIMEOUT)
+            await asyncio.wait_for(client.ping(), CHECK_TIMEOUT)
             return None
         except (asyncio.TimeoutError, *REDIS_DOWN) as e:
-            return f"redis: {type(e).__name__}: {e}"
+            return f"{name}: {type(e).__name__}: {e}"
 
     async def cassandra_ok() -> str | None:
         try:
@@ -37,14 +38,19 @@ async def readyz(request: web.Request) -> web.Response:
         except (asyncio.TimeoutError, Unavailable) as e:
             return f"cassandra: {type(e).__name__}: {e}"
 
-    failures = [f for f in await asyncio.gather(redis_ok(), cassandra_ok()) if f]
+    # The queue Redis ([queue] url) when it is not the main one: without it nothing is fanned out.
+    apart = request.app[SETTINGS].queue_apart
+    checks = [redis_ok("redis", request.app[REDIS]), cassandra_ok()]
+    if apart:
+        checks.append(redis_ok("queue", request.app[QUEUE]))
+    failures = [f for f in await asyncio.gather(*checks) if f]
     if failures:
         names = ", ".join(f.split(":", 1)[0] for f in failures)
         return web.json_response(
             {"error": {"code": "unavailable", "message": f"{names} not answering: " + "; ".join(failures)}},
             status=503,
         )
-    return web.json_response({"status": "ready", "redis": "ok", "cassandra": "ok"})
+    return web.json_response({"status": "ready", "redis": "ok", "cassandra": "ok", **({"queue": "ok"} if apart else {})})
 
 
 async def metrics(request: web.Request) -> web.Response:
