@@ -285,6 +285,48 @@ async def test_token_expiring_while_open_is_refreshed_without_gap(served, browse
     await ctx.close()
 
 
+async def test_a_4001_close_refreshes_the_token_and_resumes(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """The refresh before expiry fails (a backend hiccup): the server closes with 4001 at
+    expiry, the client refreshes then and resumes with since; nothing is lost."""
+    origin, settings = served
+    bob = uid("bob")
+    ctx = await browser.new_context()
+    p = await ctx.new_page()
+    calls: list[float] = []
+
+    def fresh() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("the backend is down for a moment")
+        return token(settings, bob, ttl=60)
+
+    await p.expose_function("freshToken", fresh)
+    subscribes = _sent_subscribes(p)
+    await p.goto(f"{origin}/healthz")
+    await p.evaluate("""async (t) => {
+        const { HubClient } = await import('/static/hub-client.js');
+        window.hub = new HubClient({ url: location.origin, token: t, refreshToken: () => window.freshToken() });
+        window.statuses = []; window.objects = [];
+        window.hub.feed('notification').subscribe(s => {
+            if (window.statuses.at(-1) !== s.status) window.statuses.push(s.status);
+            window.objects = s.entries.map(e => e.activities[0].object);
+        });
+    }""", token(settings, bob, ttl=2))
+    await _wait(p, "window.statuses.includes('live')")
+    await _post(origin, settings, actor="alice", verb="like", object="before", to=[f"notification:{bob}"])
+    await _wait(p, "window.objects.includes('before')")
+    deadline = time.monotonic() + 15
+    while not (len(subscribes) == 2 and len(calls) == 2):  # the 4001 at expiry, the refresh, the resume
+        assert time.monotonic() < deadline, (calls, subscribes)
+        await asyncio.sleep(0.05)
+    assert subscribes[1].get("since")
+    assert await p.evaluate("window.statuses") == ["connecting", "live"]  # never an error
+    await _post(origin, settings, actor="carol", verb="like", object="after", to=[f"notification:{bob}"])
+    await _wait(p, "window.objects.join() === 'after,before'")
+    await p.evaluate("window.hub.close()")
+    await ctx.close()
+
+
 async def test_archive_and_each_filter_across_tabs(served, browser) -> None:  # type: ignore[no-untyped-def]
     origin, settings = served
     bob = uid("bob")
