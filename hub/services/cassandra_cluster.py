@@ -34,6 +34,8 @@ from hub.services.process import (
 )
 
 CLUSTER_NAME = "hub"
+# Under the hub's request timeout ([cassandra] request_timeout, 5 s), so that a read can be tried again.
+READ_TIMEOUT_MS = 1000
 
 
 def is_cluster(c: CassandraSettings) -> bool:
@@ -56,6 +58,12 @@ def node_overrides(c: CassandraSettings) -> dict[str, Any]:
         # One datacenter ("datacenter1"), racks ignored: what loopback nodes are.
         "endpoint_snitch": "SimpleSnitch",
         "num_tokens": 16,
+        # A quorum read whose replicas disagree (a row being written) waits for every
+        # replica it contacted; until gossip convicts a dead one (10 to 18 s here) that
+        # is this timeout (5 s by default), and a post waits behind it. Failed sooner,
+        # the read is run again by the hub (hub/storage/retry.py) and succeeds on the
+        # live two. docs/scaling.md, One node down.
+        "read_request_timeout_in_ms": READ_TIMEOUT_MS,
     }
 
 

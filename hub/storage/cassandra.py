@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException, WriteType
+from cassandra import ConsistencyLevel, OperationTimedOut, RequestExecutionException
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -32,12 +31,15 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.connection import ConnectionException
-from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
+from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, SimpleStatement
 
 from hub.config import CassandraSettings
 from hub.errors import Unavailable
 from hub.storage.outage import CASSANDRA_NOT_NOW
+from hub.storage.retry import FIRST_PAUSE, LAST_PAUSE, IdempotentRetry, is_idempotent, is_read, read_again
+
+__all__ = ["Cassandra", "IdempotentRetry", "is_idempotent", "make_cluster", "named_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -81,48 +83,6 @@ _LEVELS = {
     "one": ConsistencyLevel.ONE, "quorum": ConsistencyLevel.QUORUM, "local_quorum": ConsistencyLevel.LOCAL_QUORUM,
     "local_one": ConsistencyLevel.LOCAL_ONE, "all": ConsistencyLevel.ALL,
 }
-
-# A write that may not run twice: a lightweight transaction (IF ...), a counter or a list
-# changed relative to itself (x = x + ...), a value made by the server at each run (now()).
-_NOT_TWICE = re.compile(r"\bIF\b|\b(\w+)\s*=\s*\1\s*[-+]|=\s*\[.*\]\s*\+|\b(now|uuid)\s*\(", re.IGNORECASE)
-
-
-def is_idempotent(cql: str) -> bool:
-    """Whether running ``cql`` twice (with the same client timestamp, as a retry does)
-    leaves the same rows as running it once: reads, and writes of given values or deletes.
-    Schema statements are not retried (the driver waits for schema agreement itself)."""
-    verb = cql.lstrip().split(None, 1)[0].upper() if cql.strip() else ""
-    if verb == "SELECT":
-        return True
-    return verb in ("INSERT", "UPDATE", "DELETE") and not _NOT_TWICE.search(cql)
-
-
-class IdempotentRetry(RetryPolicy):  # type: ignore[misc]  # the driver has no type hints
-    """The driver's default policy, except that only idempotent statements are retried
-    after they may have been applied, and on the next node rather than the same one.
-
-    The default retries every statement after a connection error (one may have been
-    applied), and retries no write that timed out but a batch log's. Here an idempotent
-    statement is tried once more on the next node of the plan after a write timeout or a
-    connection error (a node killed mid-request), so a node going down costs no 503; a
-    statement that may not run twice is answered with the error. Unavailable (too few
-    replicas alive: nothing was applied) and read timeouts keep the default (one retry).
-    A retry keeps the statement's consistency: never a lower one.
-    """
-
-    def on_write_timeout(self, query: Any, consistency: Any, write_type: Any, required_responses: int,
-                         received_responses: int, retry_num: int) -> tuple[int, Any]:
-        if retry_num == 0 and write_type == WriteType.BATCH_LOG:
-            return self.RETRY, consistency  # the batch log was not written: nothing applied yet
-        if retry_num == 0 and getattr(query, "is_idempotent", False):
-            return self.RETRY_NEXT_HOST, consistency
-        return self.RETHROW, None
-
-    def on_request_error(self, query: Any, consistency: Any, error: Any, retry_num: int) -> tuple[int, Any]:
-        if getattr(query, "is_idempotent", False):
-            return self.RETRY_NEXT_HOST, consistency  # the plan ends after the last live node
-        return self.RETHROW, None
-
 
 def make_cluster(settings: CassandraSettings) -> Cluster:
     logging.getLogger("cassandra.pool").addFilter(_RECONNECT_LOG)
@@ -218,27 +178,41 @@ class Cassandra:
             done.exception()
 
     async def execute(self, cql: str, params: Sequence[Any] | None = None, *, fetch_size: int | None = None) -> list[Any]:
-        """Run one statement (prepared when it has parameters) and return all its rows."""
-        try:
-            if params is not None:
-                stmt: Any = await self.prepare(cql)
-            else:
-                text = cql.replace("{ks}", self.keyspace)
-                stmt = SimpleStatement(text, is_idempotent=is_idempotent(text))
-            if fetch_size is not None and params is not None:
-                stmt = stmt.bind(params)
-                stmt.fetch_size = fetch_size
-                params = None
-            rows: list[Any] = []
-            future = self.session.execute_async(stmt, params, timeout=self.timeout)
-            while True:
-                page = await _result(future)
-                rows.extend(page)
-                if not future.has_more_pages:
-                    return rows
-                future.start_fetching_next_page()
-        except _DRIVER_ERRORS as e:
-            raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
+        """Run one statement (prepared when it has parameters) and return all its rows.
+
+        A read whose replicas did not agree in time is run again after a pause, until
+        ``timeout`` seconds after the first try (hub/storage/retry.py ``read_again``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return await self._execute(cql, params, fetch_size, max(0.1, deadline - loop.time()))
+            except _DRIVER_ERRORS as e:
+                if not (is_read(cql) and read_again(e) and loop.time() + pause < deadline - 0.5):
+                    raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
+            await asyncio.sleep(pause)
+            pause = min(LAST_PAUSE, pause * 2)
+
+    async def _execute(self, cql: str, params: Sequence[Any] | None, fetch_size: int | None,
+                       timeout: float) -> list[Any]:
+        if params is not None:
+            stmt: Any = await self.prepare(cql)
+        else:
+            text = cql.replace("{ks}", self.keyspace)
+            stmt = SimpleStatement(text, is_idempotent=is_idempotent(text))
+        if fetch_size is not None and params is not None:
+            stmt = stmt.bind(params)
+            stmt.fetch_size = fetch_size
+            params = None
+        rows: list[Any] = []
+        future = self.session.execute_async(stmt, params, timeout=timeout)
+        while True:
+            page = await _result(future)
+            rows.extend(page)
+            if not future.has_more_pages:
+                return rows
+            future.start_fetching_next_page()
 
     async def execute_many(self, cql: str, params_list: Iterable[Sequence[Any]], concurrency: int = 64) -> None:
         """Run one prepared statement for many parameter sets, ``concurrency`` in flight."""

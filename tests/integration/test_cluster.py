@@ -6,8 +6,8 @@ end. Nothing else in the suite uses these addresses (the fault tests pick 127.0.
 up). Two hubs (``hub serve`` and ``hub worker`` each, as subprocesses) share the cluster
 and the shared Redis, under this module's own key prefix and keyspace.
 
-Contract sections 6 and 7: with one node killed, every post is still answered 202 and
-reaches every follower; after the node is back, feeds rebuilt from Cassandra (Redis keys
+Contract sections 6 and 7: with one node killed, every post is answered 202 at its first
+try and reaches every follower; after the node is back, feeds rebuilt from Cassandra (Redis keys
 deleted) hold every accepted activity; a change posted through one gateway reaches a
 socket on the other.
 """
@@ -194,16 +194,14 @@ async def test_one_node_killed_under_a_post_stream_then_back_and_feeds_rebuilt(
         await stream
 
         s = client.stats
-        refused = [(round(t - killed_at, 1), round(d, 1)) for t, d, st, _ in s.attempts if st != 202]
-        print(f"{s.posts} posts, {len(s.accepted)} accepted, {s.retries} retries {s.refusals}; refused "
-              f"(s after the kill, s taken): {refused}")
-        # Nothing is lost: every post is accepted, a refused one on the app's retry.
-        assert len(s.accepted) == s.posts
-        # Quorum (2 of 3) holds with one node down. What is refused is a request that
-        # waited out its 5 s timeout on a coordinator still counting the dead replica in
-        # (docs/scaling.md, One node down): a 503 that the app's retry turns into a 202.
-        # Anything else (a 500, an error at once) fails the post in AppClient.
-        assert all(d >= 4.5 for _, d in refused), (refused, getattr(client, "refused", [])[:3])
+        killed = [(round(t - killed_at, 1), round(d, 2)) for t, d, _, n in s.attempts if n == 1 and t >= killed_at]
+        slowest = sorted(killed, key=lambda x: -x[1])[:5]
+        print(f"{s.posts} posts, {len(s.accepted)} accepted, {s.retries} retries {s.refusals}; after the kill: "
+              f"{s.latencies(killed_at, first=True)}; slowest (s after the kill, s taken): {slowest}")
+        # Quorum (2 of 3) holds with one node down: every post is answered 202 the first
+        # time, also while gossip has not yet convicted the dead node (docs/scaling.md,
+        # One node down). Anything else (a 503, a 500) fails the test here or in AppClient.
+        assert s.retries == 0 and len(s.accepted) == s.posts, (s.refusals, getattr(client, "refused", [])[:3])
         expected = set(s.accepted.values())
         missing, took = await wait_complete(client, followers, expected, timeout=60)
         assert not missing, f"{len(set().union(*missing.values()))} of {len(expected)} missing with a node down"
