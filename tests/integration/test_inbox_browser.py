@@ -327,6 +327,38 @@ async def test_a_4001_close_refreshes_the_token_and_resumes(served, browser) -> 
     await ctx.close()
 
 
+async def test_reconnects_back_off_while_nothing_connects(served, browser) -> None:  # type: ignore[no-untyped-def]
+    """Websocket refused and SSE answered 503: the client alternates between them, each wait
+    at least as long as the one before (0.25-0.5 s doubling, with jitter), status connecting."""
+    origin, settings = served
+    bob = uid("bob")
+    ctx = await browser.new_context()
+    attempts: list[tuple[str, float]] = []
+
+    async def refuse_ws(ws: Any) -> None:
+        attempts.append(("ws", time.monotonic()))
+        await ws.close(code=1011, reason="no websockets here")
+
+    async def refuse_sse(route: Any) -> None:
+        attempts.append(("sse", time.monotonic()))
+        await route.fulfill(status=503, content_type="application/json", body='{"error": {"code": "unavailable"}}')
+
+    await ctx.route_web_socket(re.compile(r".*/v1/realtime\?.*"), refuse_ws)
+    await ctx.route(re.compile(r".*/v1/realtime/sse\?.*"), refuse_sse)
+    p = await ctx.new_page()
+    await p.goto(f"{origin}/demo?token={token(settings, bob)}")
+    deadline = time.monotonic() + 20
+    while len(attempts) < 5:
+        assert time.monotonic() < deadline, attempts
+        await asyncio.sleep(0.05)
+    assert [kind for kind, _ in attempts[:5]] == ["ws", "sse", "ws", "sse", "ws"]
+    gaps = [b - a for (_, a), (_, b) in zip(attempts, attempts[1:5], strict=False)]
+    assert gaps[0] < 0.3  # a refused websocket tries server-sent events at once
+    assert 0.4 <= gaps[1] and gaps[1] * 0.9 <= gaps[2] and gaps[2] * 0.9 <= gaps[3] and gaps[3] >= 1.5 * gaps[1], gaps
+    assert await p.get_attribute("hub-inbox", "data-status") == "connecting"
+    await ctx.close()
+
+
 async def test_archive_and_each_filter_across_tabs(served, browser) -> None:  # type: ignore[no-untyped-def]
     origin, settings = served
     bob = uid("bob")
