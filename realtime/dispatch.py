@@ -50,7 +50,7 @@ Key = tuple[str, str]  # (app, feed)
 
 
 class Dispatcher:
-    def __init__(self, url: str, changelog: ChangeLog, view: FeedView) -> None:
+    def __init__(self, url: str, changelog: ChangeLog, view: FeedView, *, nodes: tuple[str, ...] = ()) -> None:
         self.url = url
         self.log = changelog
         self.view = view
@@ -69,7 +69,7 @@ class Dispatcher:
         # a traceback per resubscribe attempt (one a second); likewise for the refresh.
         self.outage = OutageLog("Redis (realtime subscription)", log)
         self._refresh_outage = OutageLog("Redis (realtime online feeds)", log)
-        self.subscriber = ShardedSubscriber(url, self.outage, self._on_messages, self._on_resumed)
+        self.subscriber = ShardedSubscriber(url, self.outage, self._on_messages, self._on_resumed, nodes=nodes)
         self.ready = self.subscriber.ready
 
     async def start(self) -> None:

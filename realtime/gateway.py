@@ -72,7 +72,7 @@ class Gateway:
         self.dropped = 0
         self.log = ChangeLog(hub.redis, settings.redis.key_prefix)
         self.view = FeedView(hub)
-        self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view)
+        self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view, nodes=settings.redis.nodes)
         self.metrics = hub.metrics
         self.dispatcher.frames = self.metrics.ws_frames
         self.dispatcher.messages = self.metrics.rt_messages

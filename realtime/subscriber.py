@@ -62,9 +62,12 @@ class Link:
 
 class ShardedSubscriber:
     def __init__(self, url: str, outage: OutageLog, on_messages: Callable[[list[bytes]], Awaitable[None]],
-                 on_resumed: Callable[[list[str]], None]) -> None:
+                 on_resumed: Callable[[list[str]], None], *, nodes: tuple[str, ...] = ()) -> None:
         u = urlparse(url)
         self.seed: Node = (u.hostname or "127.0.0.1", u.port or 6379)
+        # More start-up nodes of a cluster ("host:port", [redis] nodes): asked for the slot
+        # map when the url's node is down.
+        self.seeds = [self.seed, *((h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes))]
         self.password = u.password
         self.outage = outage
         self.on_messages = on_messages
@@ -112,6 +115,7 @@ class ShardedSubscriber:
     def unsubscribe(self, channel: str) -> None:
         self.wanted.discard(channel)
         self._to_sub.discard(channel)
+        self._lost.discard(channel)
         self._resolve(channel)
         self._to_unsub.add(channel)
         self._kick.set()
@@ -184,7 +188,7 @@ class ShardedSubscriber:
 
     async def _read_topology(self) -> None:
         """Single Redis or cluster, and on a cluster the slot map, from any known node."""
-        candidates = [self.seed, *{n for _, _, n in self.slots}]
+        candidates = [*self.seeds, *{n for _, _, n in self.slots}]
         err: BaseException | None = None
         for node in dict.fromkeys(candidates):
             conn = Connection(host=node[0], port=node[1], password=self.password, socket_connect_timeout=2,
