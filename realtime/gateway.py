@@ -259,13 +259,17 @@ class Gateway:
     def _resume(self, conn: Conn, feed: str) -> None:
         """The feed's subscription was lost and is back: answer as a resubscribe from the
         last cursor ``conn`` was sent (the changes in between come from the log)."""
-        f = conn.feeds.get(feed)
-        if not conn.open or f is None:
-            return
-        since = "%d-%d" % (f.after or (0, 0))
-        asyncio.get_running_loop().create_task(self._resume_one(conn, feed, since))
+        if conn.open and feed in conn.feeds:
+            asyncio.get_running_loop().create_task(self._resume_one(conn, feed))
 
-    async def _resume_one(self, conn: Conn, feed: str, since: str) -> None:
+    async def _resume_one(self, conn: Conn, feed: str) -> None:
         async with self._resumes:
-            if conn.open and feed in conn.feeds:
+            for _ in range(200):  # a subscribe of this feed replaying now ends first (10 s at most)
+                f = conn.feeds.get(feed)
+                if f is None or f.held is None:
+                    break
+                await asyncio.sleep(0.05)
+            f = conn.feeds.get(feed)
+            if conn.open and f is not None:
+                since = "%d-%d" % (f.after or (0, 0))
                 await self._client_message(conn, dumps({"op": "subscribe", "feed": feed, "since": since}).decode())

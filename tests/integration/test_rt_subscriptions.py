@@ -5,8 +5,10 @@ itself with ``PUBSUB SHARDNUMSUB``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -17,6 +19,7 @@ from hub.core import Hub
 from hub.storage.redis import Keys
 from tests.conftest import uid
 from tests.helpers import post, token
+from tests.wire import TcpProxy
 
 
 def make_app(settings: Settings) -> Any:
@@ -89,3 +92,43 @@ async def test_many_subscribes_at_once_are_each_confirmed(settings: Settings, hu
     k = Keys(settings.redis.key_prefix, "t1")
     assert [await subscribers(hub, k.channel(f)) for f in feeds] == [1] * len(feeds)
     await ws.close()
+
+
+class Relay(TcpProxy):
+    async def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+
+async def test_a_lost_subscription_resumes_its_sockets_from_the_change_log(
+    settings: Settings, hub: Hub, aiohttp_client: Any
+) -> None:
+    """The gateway reaches Redis through a relay the test cuts: a change made meanwhile
+    (through the test's own connection) is not published to it, and comes from the log."""
+    url = urlparse(settings.redis.url)
+    relay = Relay(url.hostname or "127.0.0.1", url.port or 6379)
+    port = await relay.start()
+    cut_off = dataclasses.replace(settings, redis=dataclasses.replace(settings.redis, url=f"redis://127.0.0.1:{port}/0"))
+    client = await aiohttp_client(make_app(cut_off))
+    try:
+        bob = uid("bob")
+        feed = f"user:{bob}"
+        ws = await client.ws_connect(f"/v1/realtime?token={token(settings, bob)}")
+        await ws.send_json({"op": "subscribe", "feed": feed})
+        assert (await ws.receive_json(timeout=5))["op"] == "subscribed"
+        before = await post(hub, "t1", actor=bob, verb="post", object="note:1")
+        live = await ws.receive_json(timeout=5)
+        assert live["op"] == "entry" and live["entry"]["id"] == before
+        await relay.cut()
+        missed = await post(hub, "t1", actor=bob, verb="post", object="note:2")  # nobody hears it
+        await asyncio.sleep(1.5)
+        await relay.restore()
+        again = await ws.receive_json(timeout=15)
+        assert again["op"] == "subscribed" and again["complete"] is True, again
+        assert [e["id"] for e in again["missed"]] == [missed]  # from the log, after the last cursor sent
+        after = await post(hub, "t1", actor=bob, verb="post", object="note:3")
+        frame = await ws.receive_json(timeout=5)
+        assert frame["op"] == "entry" and frame["entry"]["id"] == after
+        await ws.close()
+    finally:
+        await relay.cut()
