@@ -17,6 +17,7 @@ from hub.queue import connect_queue
 from hub.storage import redis as redis_storage
 from hub.storage.binding import bind_unless_down
 from hub.storage.cassandra import Cassandra
+from web.cors import cors_middleware
 from web.errors import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, errors_middleware
 from web.gate import SignedScripts
 from web.keys import CASSANDRA, HUB, INTAKE, METRICS, QUEUE, REDIS, SETTINGS, SIGNED, VERIFIED_TOKENS
@@ -34,7 +35,7 @@ def create_app(settings: Settings, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
     # lingering_time: after an answer given before the body was all read (413, a body timed
     # out), aiohttp reads and drops the rest for this long before closing (default 10 s), so
     # a client sending its body anyway still gets the answer instead of a reset.
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY,
+    app = web.Application(middlewares=[cors_middleware, errors_middleware], client_max_size=MAX_BODY,
                           handler_args={"lingering_time": LINGERING_TIME})
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = body_timeout

@@ -536,14 +536,16 @@ async def test_demo_helpers_only_for_the_demo_app(served) -> None:  # type: igno
 
 @pytest.fixture
 async def served_sse(settings: Settings, worker) -> AsyncIterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
-    """As ``served`` (the origin allowed for apps t1 and demo), with SSE heartbeats every
-    0.5 s: a stream whose client left ends at once, so the app's clean-up does not wait."""
+    """As ``served`` (its origin, and last an app page's, allowed for apps t1 and demo), with SSE
+    heartbeats every 0.5 s: a stream whose client left ends at once, so the app's clean-up
+    does not wait."""
     from web.app import create_app
     from web.keys import HUB
 
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    apps = {name: dataclasses.replace(settings.apps[name], allowed_origins=(*settings.apps[name].allowed_origins, origin))
+    extra = (origin, f"http://127.0.0.1:{free_port()}")  # the hub's own, and an app page's
+    apps = {name: dataclasses.replace(settings.apps[name], allowed_origins=(*settings.apps[name].allowed_origins, *extra))
             for name in ("t1", "demo")}
     s2 = dataclasses.replace(settings, apps={**settings.apps, **apps})
     app = create_app(s2)
@@ -613,3 +615,67 @@ async def test_demo_page_posts_as_another_user_and_shows_it(served_sse, browser)
     await p.evaluate("document.querySelector('hub-inbox').remove()")  # closes the connection
     assert errors == []
     await ctx.close()
+
+
+async def test_embedded_in_a_page_of_another_origin(served_sse, browser) -> None:  # type: ignore[no-untyped-def]
+    """The element on an app's own site (another origin): the module, the reads, the marks
+    (a preflighted POST) and the realtime connection all cross origins."""
+    origin, settings = served_sse
+    bob = uid("bob")
+    errors: list[str] = []
+    ctx = await browser.new_context()
+    html = (f'<!doctype html><html lang="en"><head><title>app</title>'
+            f'<script type="module" src="{origin}/static/hub-inbox.js"></script></head>'
+            f'<body><header style="display: flex; justify-content: flex-end"><hub-inbox url="{origin}" '
+            f'token="{token(settings, bob)}"></hub-inbox></header></body></html>')
+    page_origin = settings.apps["t1"].allowed_origins[-1]  # on loopback too: Chromium keeps
+    # a page of a public origin from reading loopback addresses (Private Network Access)
+    async def inbox_page(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/inbox", inbox_page)
+    runner = web.AppRunner(site)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", int(page_origin.rsplit(":", 1)[1])).start()
+    p = await _page(ctx, f"{page_origin}/inbox", errors)
+    for obj in ("photo:1", "photo:2"):
+        await _post(origin, settings, actor="alice", verb="like", object=obj, to=[f"notification:{bob}"])
+    await _wait(p, f"{ROWS}.length === 2 && {BADGE}.textContent === '2'")
+    await p.click("hub-inbox button.bell")
+    await p.locator("hub-inbox li button.open").first.click()
+    await _wait(p, f"{BADGE}.textContent === '1'")
+    assert len(await _feed(origin, settings, bob)) == 2
+    await p.evaluate("document.querySelector('hub-inbox').remove()")  # closes the connection
+    assert errors == []
+    await ctx.close()
+    await runner.cleanup()
+
+
+async def test_cross_origin_headers(served) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    origin, settings = served
+    bob = uid("bob")
+    feed = f"{origin}/v1/feeds/notification/{bob}"
+    auth = {"Authorization": f"Bearer {token(settings, bob)}"}
+    async with aiohttp.ClientSession() as s:
+        # Static files: any origin may read them.
+        async with s.get(f"{origin}/static/hub-client.js", headers={"Origin": "http://anyone.example"}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+        # User calls: an allowed origin gets its preflight and its answers (errors too).
+        pre = {"Origin": origin, "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "authorization, content-type"}
+        async with s.options(f"{feed}/read", headers=pre) as r:
+            assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == origin
+            assert "POST" in r.headers["Access-Control-Allow-Methods"]
+            assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        async with s.get(feed, headers={**auth, "Origin": origin}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == origin
+        async with s.get(feed, headers={"Origin": origin}) as r:
+            assert r.status == 401 and r.headers["Access-Control-Allow-Origin"] == origin
+        # Any other origin: no such header (the browser keeps the answer from the page).
+        async with s.options(f"{feed}/read", headers={**pre, "Origin": "http://evil.example"}) as r:
+            assert "Access-Control-Allow-Origin" not in r.headers
+        async with s.get(feed, headers={**auth, "Origin": "http://evil.example"}) as r:
+            assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
