@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
@@ -51,10 +51,9 @@ Node = tuple[str, int]
 class Link:
     """One connection to one node and the channels confirmed on it."""
 
-    def __init__(self, node: Node, password: str | None) -> None:
+    def __init__(self, node: Node, conn: Connection) -> None:
         self.node = node
-        self.conn = Connection(host=node[0], port=node[1], password=password, socket_connect_timeout=2,
-                               health_check_interval=0)
+        self.conn = conn
         self.channels: set[str] = set()  # confirmed
         self.asked: set[str] = set()  # sent, not confirmed yet
         self.reader: asyncio.Task[None] | None = None
@@ -68,7 +67,8 @@ class ShardedSubscriber:
         # More start-up nodes of a cluster ("host:port", [redis] nodes): asked for the slot
         # map when the url's node is down.
         self.seeds = [self.seed, *((h, int(p)) for h, _, p in (n.rpartition(":") for n in nodes))]
-        self.password = u.password
+        self._auth: dict[str, Any] = {"username": u.username, "password": u.password}
+        self._tls = u.scheme == "rediss"
         self.outage = outage
         self.on_messages = on_messages
         self.on_resumed = on_resumed
@@ -191,8 +191,7 @@ class ShardedSubscriber:
         candidates = [*self.seeds, *{n for _, _, n in self.slots}]
         err: BaseException | None = None
         for node in dict.fromkeys(candidates):
-            conn = Connection(host=node[0], port=node[1], password=self.password, socket_connect_timeout=2,
-                              socket_timeout=2)
+            conn = self._connection(node, socket_timeout=2)
             try:
                 await conn.send_command("INFO", "cluster")
                 info = await conn.read_response()
@@ -214,10 +213,17 @@ class ShardedSubscriber:
         self.outage.recovered()
         self.ready.set()
 
+    def _connection(self, node: Node, socket_timeout: float | None) -> Connection:
+        """A plain connection to ``node`` (TLS and credentials as in the url); reads without
+        a timeout when ``socket_timeout`` is None (a subscriber waits for messages)."""
+        kind = SSLConnection if self._tls else Connection
+        return kind(host=node[0], port=node[1], socket_connect_timeout=2, socket_timeout=socket_timeout,
+                    health_check_interval=0, **self._auth)
+
     async def _link(self, node: Node) -> Link:
         link = self.links.get(node)
         if link is None:
-            link = Link(node, self.password)
+            link = Link(node, self._connection(node, socket_timeout=None))
             await link.conn.connect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
             self.links[node] = link
             link.reader = asyncio.create_task(self._read(link))
