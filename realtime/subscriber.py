@@ -136,8 +136,11 @@ class ShardedSubscriber:
                 await self._write()
             except asyncio.CancelledError:
                 raise
-            except LOST as e:
-                self.outage.failed(e)
+            except Exception as e:  # an outage (or a bug: loud), never the end of this task
+                if isinstance(e, LOST):
+                    self.outage.failed(e)
+                else:
+                    log.exception("realtime: sharded subscribe failed")
                 self._refresh = True
                 await asyncio.sleep(RETRY)
                 self._kick.set()
