@@ -84,10 +84,12 @@ class HotReads(GroupReads):
                 k.agg_page(feed)]
 
     def queue_touch(self, pipe: Any, app: str, feed: str) -> None:
-        """Renew the TTL of every cached key of a feed (those that exist) on ``pipe``.
-        The rendered page keeps its own short TTL; the realtime keys theirs."""
+        """Renew the TTL of every cached key of a feed (those that exist) on ``pipe``,
+        its change stream too. The rendered page keeps its own short TTL, the online flag
+        its own (hub/storage/changes.py)."""
         k = self.keys(app)
-        for key in (k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed)[:5], k.marks(feed)):
+        for key in (k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed)[:5], k.marks(feed),
+                    k.changes(feed)):
             pipe.expire(key, self.cache_seconds)
 
     async def _touch(self, app: str, feed: str) -> None:

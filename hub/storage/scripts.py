@@ -1,7 +1,8 @@
 """Every Lua script the hub runs in Redis, and the one place that loads them.
 
 Each script is a file in ``lua/`` (shipped as package data) that begins with a comment
-naming its KEYS and ARGV; the shared pieces (``notify.lua``: hub/storage/changes.py;
+naming its KEYS and ARGV; the shared pieces (``notify.lua`` and ``feed_notify.lua``:
+hub/storage/changes.py;
 ``count.lua``; ``groups.lua``, with the layout described in hub/storage/feedcache.py) are
 put before a script here, and only here. Each runs atomically inside Redis: fan-out writes
 100 feeds per call, and a hot read is one call.
@@ -19,7 +20,7 @@ def lua(name: str) -> str:
     return (_LUA / f"{name}.lua").read_text(encoding="utf-8")
 
 
-_NOTIFY = lua("notify")
+_NOTIFY = lua("notify") + lua("feed_notify")
 _GROUPS = lua("groups")
 _COUNT = lua("count")
 

@@ -75,12 +75,16 @@ async def test_an_unread_feed_expires_whole_and_reads_the_same_afterwards(hub: H
     assert await _pages(hub, early) == {g: ([], None, 0, 0) for g in GROUPS}  # built, empty
     assert all(ttl > 0 for ttl in (await _keys(hub, early)).values())
 
-    # Fan-out into the empty caches creates keys (the first group's, the rank index):
-    # every one of them gets the feed's TTL.
+    # Fan-out into the empty caches creates keys (the first group's, the rank index, the
+    # change stream of a feed a socket follows): every one of them gets the feed's TTL.
+    k = hub.feeds.keys(APP)
+    for g in ("timeline", "timeline_aggregated"):
+        await hub.redis.set(k.online(f"{g}:{early}"), "1", ex=CACHE_SECONDS - 1)
     for verb in ("like", "post", "like"):
         await _post(hub, author, verb, to=(f"notification:{early}", f"notification:{late}"))
     created = await _keys(hub, early)
-    assert len(created) >= 9 and all(ttl > 0 for ttl in created.values()), created
+    assert len(created) >= 11 and all(ttl > 0 for ttl in created.values()), created
+    assert await hub.redis.xlen(k.changes(f"timeline:{early}")) == 3
 
     before = {u: await _pages(hub, u) for u in (early, late)}
     first = before[early]["notification"][0][0]

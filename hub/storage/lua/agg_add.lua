@@ -5,7 +5,7 @@
 -- Keys.feed_tag).
 -- ARGV: activity id, actor, time (created_at form), group key, group id, max_length, then
 -- optionally now (unix s), app and two per feed: its name and its channel (log and
--- publish: notify.lua, hub/storage/changes.py).
+-- publish: feed_notify.lua, hub/storage/changes.py).
 -- Returns the number of feeds that did not hold the activity yet (each gets it once).
 -- Cost per feed: a constant number of O(log n) calls, whatever the size of the group;
 -- a new group that pushes one past max_length drops it (drop_group). The states,
@@ -67,7 +67,7 @@ for i = 1, #KEYS, step do
     redis.call('DEL', KEYS[i + 5])  -- the rendered first page is out of date
     if now then
       local j = 9 + 2 * ((i - 1) / 8)
-      notify(KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], 'entry', gid)
+      feed_notify(z, KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], 'entry', gid)
     end
   end
 end

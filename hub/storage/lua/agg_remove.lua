@@ -2,7 +2,7 @@
 -- (deletes, unfollows).
 -- KEYS: as agg_add.lua (six per feed, eight with ``now``). ARGV: activity id, actor, group
 -- id, then optionally now (unix s), app and two per feed: its name and its channel
--- (log and publish: notify.lua).
+-- (log and publish: feed_notify.lua).
 -- Returns the number of feeds that held it. Counts stay exact: the actor's count goes
 -- down, and when this was the actor's newest activity in the group its next newest is
 -- found by scanning the group's members back from it (the only part that is not
@@ -68,7 +68,7 @@ for i = 1, #KEYS, step do
     end
     if now then
       local j = 6 + 2 * ((i - 1) / 8)
-      notify(KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], op, gid)
+      feed_notify(z, KEYS[i + 6], KEYS[i + 7], ARGV[j + 1], now, app, ARGV[j], op, gid)
     end
   end
 end
