@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +21,7 @@ from hub.ops import follow as follow_ops
 from hub.ops.reads import mark, read_feed
 from tests.conftest import uid
 from workers.context import close_hub, open_hub
+from workers.jobs.fanout import sweep_pending
 
 APP = "t1"
 CACHE_SECONDS = 4
@@ -106,3 +108,14 @@ async def test_an_unread_feed_expires_whole_and_reads_the_same_afterwards(hub: H
     assert {u: await _pages(hub, u) for u in (early, late)} == before
     for u in (early, late):
         assert all(ttl > 0 for ttl in (await _keys(hub, u)).values())
+
+
+async def test_the_sweep_trims_active_records_past_active_days(hub: Hub) -> None:
+    """The active set holds the users seen within fanout.active_days, not every user ever."""
+    old, recent = uid("old"), uid("recent")
+    now = time.time()
+    await hub.follows.touch_active(APP, old, now - (hub.settings.fanout.active_days * 86400 + 60))
+    await hub.follows.touch_active(APP, recent, now - 60)
+    await sweep_pending({"hub": hub}, min_age=0)
+    scores = await hub.redis.zmscore(hub.follows.keys(APP).active(), [old, recent])
+    assert scores[0] is None and scores[1] is not None
