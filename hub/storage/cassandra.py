@@ -37,7 +37,7 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, Simple
 from hub.config import CassandraSettings
 from hub.errors import Unavailable
 from hub.storage.outage import CASSANDRA_NOT_NOW
-from hub.storage.retry import FIRST_PAUSE, LAST_PAUSE, IdempotentRetry, is_idempotent, is_read, read_again
+from hub.storage.retry import FIRST_PAUSE, LAST_PAUSE, READ_ATTEMPT, IdempotentRetry, is_idempotent, is_read, read_again
 
 __all__ = ["Cassandra", "IdempotentRetry", "is_idempotent", "make_cluster", "named_rows"]
 
@@ -94,7 +94,9 @@ def make_cluster(settings: CassandraSettings) -> Cluster:
     # routing key comes from the table's metadata with protocol 3, from the server with 4
     # and up). DC-aware: only nodes of the local datacenter are used (remote ones are
     # ignored); without local_dc that is the datacenter of the first contact point to answer.
-    routing = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc or ""))
+    # Replicas in random order: the load spreads over them, and a read run again after
+    # one was slow to answer is likely to start at another (hub/storage/retry.py).
+    routing = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.local_dc or ""), shuffle_replicas=True)
     profile = ExecutionProfile(
         load_balancing_policy=routing, retry_policy=IdempotentRetry(), consistency_level=level,
         # For a lightweight transaction's Paxos round, should one ever be added.
@@ -184,12 +186,13 @@ class Cassandra:
         ``timeout`` seconds after the first try (hub/storage/retry.py ``read_again``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        pause = FIRST_PAUSE
+        pause, read = FIRST_PAUSE, is_read(cql)
         while True:
             try:
-                return await self._execute(cql, params, fetch_size, max(0.1, deadline - loop.time()))
+                left = max(0.1, deadline - loop.time())
+                return await self._execute(cql, params, fetch_size, min(left, READ_ATTEMPT) if read else left)
             except _DRIVER_ERRORS as e:
-                if not (is_read(cql) and read_again(e) and loop.time() + pause < deadline - 0.5):
+                if not (read and read_again(e) and loop.time() + pause < deadline - 0.5):
                     raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
             await asyncio.sleep(pause)
             pause = min(LAST_PAUSE, pause * 2)

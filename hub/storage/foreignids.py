@@ -144,12 +144,15 @@ class ForeignIds:
         return replace(claim, final=True)
 
     async def first_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
-        """The durable activity id of each known foreign id (its earliest try), one
-        multi-partition read per 100 foreign ids."""
-        parts = [list(foreign_ids[i : i + 100]) for i in range(0, len(foreign_ids), 100)]
+        """The durable activity id of each known foreign id (its earliest try): one
+        single-partition read per foreign id, all at once, each routed to a replica of
+        its partition. Not one multi-partition ``IN`` read: on a cluster with a node
+        down, one partition whose replicas disagree (a row being written) fails or
+        delays the whole ``IN`` read, where a point read fails alone and is run again
+        alone (hub/storage/retry.py)."""
         results = await asyncio.gather(*(
-            self.db.execute("SELECT foreign_id, id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id IN %s", (app, p))
-            for p in parts
+            self.db.execute("SELECT foreign_id, id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id = %s", (app, f))
+            for f in dict.fromkeys(foreign_ids)
         ))
         first: dict[str, str] = {}
         for rows in results:

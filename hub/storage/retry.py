@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cassandra import ReadTimeout, Unavailable, WriteType
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteType
 from cassandra.cluster import NoHostAvailable
 from cassandra.policies import RetryPolicy
 
@@ -31,6 +31,9 @@ _NOT_TWICE = re.compile(r"\bIF\b|\b(\w+)\s*=\s*\1\s*[-+]|=\s*\[.*\]\s*\+|\b(now|
 
 # Pauses before a read is run again (seconds, doubling), within the request timeout.
 FIRST_PAUSE, LAST_PAUSE = 0.05, 0.8
+# The longest one try of a read may take (the driver's timeout for it): a read stuck on
+# a coordinator is abandoned and run again while the request's time lasts.
+READ_ATTEMPT = 2.0
 
 
 def is_idempotent(cql: str) -> bool:
@@ -47,15 +50,19 @@ def is_read(cql: str) -> bool:
     return cql.lstrip()[:6].upper() == "SELECT"
 
 
+_AGAIN = (ReadTimeout, Unavailable, OperationTimedOut)
+
+
 def read_again(error: BaseException) -> bool:
     """Whether a read that failed with ``error`` may succeed when run again shortly: the
     nodes answered, but a quorum of replicas did not agree in time (a read timeout, or an
-    Unavailable, on every node the driver tried). A client-side timeout or nodes that do
-    not answer at all are not waited out again."""
-    if isinstance(error, (ReadTimeout, Unavailable)):
+    Unavailable, on every node the driver tried), or the try took longer than
+    ``READ_ATTEMPT``. Nodes that refuse connections are not tried again here (the driver
+    already tried every live one)."""
+    if isinstance(error, _AGAIN):
         return True
     errors: dict[Any, Any] = (getattr(error, "errors", None) or {}) if isinstance(error, NoHostAvailable) else {}
-    return bool(errors) and all(isinstance(e, (ReadTimeout, Unavailable)) for e in errors.values())
+    return bool(errors) and all(isinstance(e, _AGAIN) for e in errors.values())
 
 
 class IdempotentRetry(RetryPolicy):  # type: ignore[misc]  # the driver has no type hints

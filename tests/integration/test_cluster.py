@@ -36,7 +36,7 @@ from hub.services.cassandra_local import cql_answers
 from hub.storage import redis as redis_storage
 from hub.storage.schema import migrate
 from tests.conftest import uid
-from tests.faulthub import APP, AppClient, OwnHub, post_stream, wait_aggregated, wait_complete
+from tests.faulthub import APP, AppClient, OwnHub, Stats, post_stream, wait_aggregated, wait_complete
 from tests.helpers import token
 
 pytestmark = pytest.mark.slow
@@ -159,6 +159,14 @@ async def test_a_post_through_one_gateway_reaches_a_socket_on_the_other(
             assert frame["feed"] == f"timeline:{bob}" and frame["entry"]["id"] == aid, frame
 
 
+def windows(s: Stats, killed_at: float) -> list[tuple[float, float]]:
+    """Median and longest time to answer of the posts started before the kill (the last
+    ``BEFORE_KILL`` seconds) and in each 3 s after it."""
+    edges = [killed_at - BEFORE_KILL, *(killed_at + 3 * i for i in range(int(DOWN // 3) + 1))]
+    took = [s.durations(a, b, first=True) for a, b in zip(edges, edges[1:])]
+    return [(round(d[len(d) // 2], 2), round(d[-1], 2)) for d in took if d]
+
+
 async def next_frame(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> dict[str, Any]:
     msg = await ws.receive(timeout=max(0.1, timeout))
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
@@ -197,7 +205,8 @@ async def test_one_node_killed_under_a_post_stream_then_back_and_feeds_rebuilt(
         killed = [(round(t - killed_at, 1), round(d, 2)) for t, d, _, n in s.attempts if n == 1 and t >= killed_at]
         slowest = sorted(killed, key=lambda x: -x[1])[:5]
         print(f"{s.posts} posts, {len(s.accepted)} accepted, {s.retries} retries {s.refusals}; after the kill: "
-              f"{s.latencies(killed_at, first=True)}; slowest (s after the kill, s taken): {slowest}")
+              f"{s.latencies(killed_at, first=True)}; slowest (s after the kill, s taken): {slowest}; p50 / max "
+              f"(s) before the kill and in 3 s windows after it: {windows(s, killed_at)}")
         # Quorum (2 of 3) holds with one node down: every post is answered 202 the first
         # time, also while gossip has not yet convicted the dead node (docs/scaling.md,
         # One node down). Anything else (a 503, a 500) fails the test here or in AppClient.
