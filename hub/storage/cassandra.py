@@ -190,7 +190,7 @@ class Cassandra:
         while True:
             try:
                 left = max(0.1, deadline - loop.time())
-                return await self._execute(cql, params, fetch_size, min(left, READ_ATTEMPT) if read else left)
+                return await self._execute(cql, params, fetch_size, min(left, READ_ATTEMPT) if read else left, left)
             except _DRIVER_ERRORS as e:
                 if not (read and read_again(e) and loop.time() + pause < deadline - 0.5):
                     raise Unavailable(f"Cassandra: {type(e).__name__}: {e}") from e
@@ -198,7 +198,9 @@ class Cassandra:
             pause = min(LAST_PAUSE, pause * 2)
 
     async def _execute(self, cql: str, params: Sequence[Any] | None, fetch_size: int | None,
-                       timeout: float) -> list[Any]:
+                       first: float, rest: float) -> list[Any]:
+        """One try: ``first`` seconds for the first page, ``rest`` for all of them (the
+        driver counts a statement's timeout from its start, across pages)."""
         if params is not None:
             stmt: Any = await self.prepare(cql)
         else:
@@ -209,12 +211,13 @@ class Cassandra:
             stmt.fetch_size = fetch_size
             params = None
         rows: list[Any] = []
-        future = self.session.execute_async(stmt, params, timeout=timeout)
+        future = self.session.execute_async(stmt, params, timeout=first)
         while True:
             page = await _result(future)
             rows.extend(page)
             if not future.has_more_pages:
                 return rows
+            future.timeout = rest
             future.start_fetching_next_page()
 
     async def execute_many(self, cql: str, params_list: Iterable[Sequence[Any]], concurrency: int = 64) -> None:
