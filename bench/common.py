@@ -183,24 +183,25 @@ class Environment:
         await migrate(self.settings.cassandra)
         self.config.write_text(config_toml(self.settings))
         if server:
-            self._spawn("server", ["serve"])
-            await self._wait_ready()
+            self.spawn("server", ["serve"])
+            await self.wait_ready()
         if workers:
             for n in range(self.worker_processes):
-                self._spawn(f"worker{n}", ["worker"])
+                self.spawn(f"worker{n}", ["worker"])
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def spawn(self, name: str, argv: list[str], *, config: Path | None = None) -> None:
+        """Start ``hub <argv>`` on this run's config (or ``config``); stopped by ``stop``."""
         # HUB_* variables would override the temp config (keyspace, port): leave them out.
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "--config", str(self.config), *argv],
+            [sys.executable, "-m", "cli.main", "--config", str(config or self.config), *argv],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
         self.procs.append((name, p))
 
-    async def _wait_ready(self, timeout: float = 30.0) -> None:
+    async def wait_ready(self, url: str | None = None, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as s:
             while time.monotonic() < deadline:
@@ -208,7 +209,7 @@ class Environment:
                     if p.poll() is not None:
                         raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.log_tail(name)}")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with s.get(self.url + "/readyz") as r:
+                    async with s.get((url or self.url) + "/readyz") as r:
                         if r.status == 200:
                             return
                 await asyncio.sleep(0.2)

@@ -12,6 +12,7 @@ event loop.
    gateway's Redis channel (as the fan-out scripts do), one per user, ``counts`` frames
    (no body fetch), counted at the clients.
 3. Memory: 5,000 idle subscribed sockets on the server; its RSS growth per socket.
+4. Deliveries with two gateways beside one (bench/push_gateways.py).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ import aiohttp
 
 from bench.ceilings import PubSubCeiling, pubsub_ceiling
 from bench.common import environment, info, percentile, signed_headers
+from bench.push_gateways import Gateways, publish_counts, two_gateways
 from hub.config import Settings
 from hub.domain.tokens import issue_token
-from hub.storage.redis import Keys
 
 
 @dataclass
@@ -54,6 +55,7 @@ class PushResult:
     answer_p50_ms: float = 0.0  # from sending the POST to reading its 202
     answer_p99_ms: float = 0.0
     ceiling: PubSubCeiling | None = None
+    gateways: Gateways | None = None
 
     def report(self) -> str:
         return "\n".join([
@@ -67,6 +69,7 @@ class PushResult:
             "on one gateway process (target >= 20,000/s)"),
             (f"memory: {self.idle_sockets} idle subscribed sockets, {self.rss_kib_per_socket:.1f} KiB RSS each "
             "(target <= 20 KiB)"),
+            *([self.gateways.report(self.deliveries_per_s)] if self.gateways else []),
             *([self.ceiling.report()] if self.ceiling else []),
         ])
 
@@ -213,26 +216,10 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
             await asyncio.sleep(2.0)
 
             # 2. deliveries: one counts message per user, straight onto its feed's channel.
-            import redis.asyncio as aioredis
-
-            rc = aioredis.Redis.from_url(env.settings.redis.url)
-            keys = Keys(env.settings.redis.key_prefix, app.id)
             total = 20_000 if quick else 100_000
-            pub_rate = 40_000.0
-            info(f"publishing {total} per-user changes at up to {pub_rate:.0f}/s")
-            chunk = 500
-            t0 = time.monotonic()
-            for start in range(0, total, chunk):
-                pipe = rc.pipeline(transaction=False)
-                for j in range(start, min(total, start + chunk)):
-                    u = users[j % len(users)]
-                    feed = f"notification:{u}"
-                    pipe.execute_command("SPUBLISH", keys.channel(feed), json.dumps(
-                        {"app": app.id, "feed": feed, "op": "counts", "unseen": j, "unread": j}))
-                await pipe.execute()
-                await asyncio.sleep(max(0.0, t0 + (start + chunk) / pub_rate - time.monotonic()))
+            info(f"publishing {total} per-user changes at up to 40,000/s")
+            await publish_counts(env, users, total, 40_000.0)
             await asyncio.sleep(3.0)
-            await rc.aclose()
         results = await clients.finish()
         lat: list[float] = []
         from_post: list[float] = []
@@ -253,6 +240,9 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
                 lasts.append(counts["last"])
         dps = delivered / (max(lasts) - min(firsts)) if lasts and max(lasts) > min(firsts) else 0.0
 
+        # 4. the same deliveries over two gateway processes (bench/push_gateways.py)
+        gateways = await two_gateways(env, n_sockets, total)
+
         info("measuring the pub/sub ceiling")
         ceiling = await pubsub_ceiling(env.settings, quick=quick)
 
@@ -268,4 +258,4 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
         return PushResult(n_sockets, len(sent), len(lat), percentile(lat, 50), percentile(lat, 99), dps,
                           total, delivered, n, (after - before) / max(1, n), rate, early,
                           percentile(from_post, 50), percentile(from_post, 99),
-                          percentile(answers, 50), percentile(answers, 99), ceiling)
+                          percentile(answers, 50), percentile(answers, 99), ceiling, gateways)
