@@ -75,6 +75,19 @@ def test_bench_push_quick(running_services: list[ManagedService]) -> None:
     assert number(r"frames at ([\d,]+)/s", out) > 0
     assert number(r"sockets, ([\d.]+) KiB RSS each", out) > 0
     assert number(r"([\d,]+) messages/s received at most", out) > 0
+    # Two gateways: every frame delivered, each gateway its own half.
+    assert number(r"two gateways: ([\d]+) of", out) == number(r"two gateways: [\d]+ of ([\d]+)", out) > 0
+    assert number(r"together \(([\d,]+)/s, ", out) > 0 and number(r"/s, ([\d,]+)/s each\)", out) > 0
+
+
+def test_bench_memory(running_services: list[ManagedService]) -> None:
+    out = run_bench("memory")
+    entries = number(r"flat timeline, ([\d]+) entries", out)
+    assert entries == 1000
+    assert number(r"entries: ([\d,]+) bytes", out) > 0
+    assert number(r"([\d.]+) B per entry \(order", out) >= number(r"same ids\): ([\d.]+) B per entry", out) > 0
+    assert number(r"([\d]+) groups of", out) == 250
+    assert number(r"([\d]+) B per group", out) > 0
 
 
 def test_bench_inbox_quick(running_services: list[ManagedService]) -> None:
