@@ -199,21 +199,21 @@ class FeedCache(HotReads):
 
     async def start_build(self, app: str, group: FeedGroup, feed: str) -> None:
         """Open a feed to fan-out before reading its sources, so nothing falls in between.
-        The order set gets the feed's TTL at once: a rebuild that dies leaves nothing
+        A new order set gets the feed's TTL at once: a rebuild that dies leaves nothing
         untimed."""
         k = self.keys(app)
         order = self.order_key(k, group, feed)
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(k.built(feed), k.agg_page(feed))
         pipe.zadd(order, {SENTINEL: 0})
-        pipe.expire(order, self.cache_seconds)
+        pipe.expire(order, self.cache_seconds, nx=True)  # a set still there keeps its feed's expiry
         await pipe.execute()
 
     async def finish_build(self, app: str, feed: str) -> None:
-        """Mark the feed built, and every key of it timed (fanout.cache_days)."""
+        """Mark the feed built, and every key of it timed (fanout.cache_days), all to
+        expire at the same instant (:meth:`queue_touch`)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys(app).built(feed), "1", ex=self.cache_seconds)
-        self.queue_touch(pipe, app, feed)
+        self.queue_touch(pipe, app, feed, built=True)
         await pipe.execute()
 
     async def is_built(self, app: str, group: FeedGroup, feed: str) -> bool:

@@ -83,14 +83,23 @@ class HotReads(GroupReads):
         return [k.agg(feed), k.agg_state(feed), k.agg_members(feed), k.agg_actors(feed), k.agg_actor_counts(feed),
                 k.agg_page(feed)]
 
-    def queue_touch(self, pipe: Any, app: str, feed: str) -> None:
+    def queue_touch(self, pipe: Any, app: str, feed: str, *, built: bool = False) -> None:
         """Renew the TTL of every cached key of a feed (those that exist) on ``pipe``,
-        its change stream too. The rendered page keeps its own short TTL, the online flag
-        its own (hub/storage/changes.py)."""
+        its change stream too (with ``built``, first set the built flag). The rendered
+        page keeps its own short TTL, the online flag its own (hub/storage/changes.py).
+
+        Every key gets the same absolute expiry time (PEXPIREAT), and the scripts copy it
+        exactly onto the keys they create (PTTL in a script: Redis's time stands still
+        while a script runs), so a feed's keys expire at the same instant: a read never
+        finds the built flag gone and some of the rest still there, which a rebuild
+        would then keep without the keys that expired under it."""
         k = self.keys(app)
+        at = int((time.time() + self.cache_seconds) * 1000)
+        if built:
+            pipe.set(k.built(feed), "1", pxat=at)
         for key in (k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed)[:5], k.marks(feed),
                     k.changes(feed)):
-            pipe.expire(key, self.cache_seconds)
+            pipe.pexpireat(key, at)
 
     async def _touch(self, app: str, feed: str) -> None:
         try:

@@ -87,6 +87,11 @@ async def test_an_unread_feed_expires_whole_and_reads_the_same_afterwards(hub: H
     created = await _keys(hub, early)
     assert len(created) >= 11 and all(ttl > 0 for ttl in created.values()), created
     assert await hub.redis.xlen(k.changes(f"timeline:{early}")) == 3
+    for g in GROUPS:  # one instant for all of a feed's keys (the marks and the kept page: their own)
+        tag = k.feed_tag(f"{g}:{early}")
+        at = {key: await hub.redis.execute_command("PEXPIRETIME", key) for key in created
+              if key.startswith(tag) and not key.endswith((":mk", ":ap", ":on"))}
+        assert len(at) >= 2 and len(set(at.values())) == 1, at
 
     before = {u: await _pages(hub, u) for u in (early, late)}
     first = before[early]["notification"][0][0]
