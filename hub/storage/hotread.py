@@ -89,8 +89,8 @@ class HotReads(GroupReads):
         page keeps its own short TTL, the online flag its own (hub/storage/changes.py).
 
         Every key gets the same absolute expiry time (PEXPIREAT), and the scripts copy it
-        exactly onto the keys they create (PTTL in a script: Redis's time stands still
-        while a script runs), so a feed's keys expire at the same instant: a read never
+        onto the keys they create (PEXPIRETIME of the order set, PEXPIREAT), so a feed's
+        keys expire at the same instant: a read never
         finds the built flag gone and some of the rest still there, which a rebuild
         would then keep without the keys that expired under it."""
         k = self.keys(app)

@@ -9,7 +9,7 @@
 -- Returns the number of feeds that did not hold the activity yet (each gets it once).
 -- Cost per feed: a constant number of O(log n) calls, whatever the size of the group;
 -- a new group that pushes one past max_length drops it (drop_group). The states,
--- members, actors and counts it creates (a feed's first group) get the order set's TTL,
+-- members, actors and counts it creates (a feed's first group) get the order set's expiry time,
 -- so a feed's keys expire together (fanout.cache_days, hub/storage/feedcache.py).
 local id, actor, t, gkey, gid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local maxlen = tonumber(ARGV[6])
@@ -51,9 +51,9 @@ for i = 1, #KEYS, step do
       redis.call('HSET', ac, field, id .. '|1')
       redis.call('ZADD', az, 0, member)
       if redis.call('HLEN', h) == 1 then  -- the feed's first group: these keys are new
-        local ttl = redis.call('PTTL', z)
-        if ttl > 0 then
-          for _, key in ipairs({h, mz, az, ac}) do redis.call('PEXPIRE', key, ttl) end
+        local at = redis.call('PEXPIRETIME', z)
+        if at > 0 then
+          for _, key in ipairs({h, mz, az, ac}) do redis.call('PEXPIREAT', key, at) end
         end
       end
       local over = redis.call('ZCARD', z) - 1 - maxlen

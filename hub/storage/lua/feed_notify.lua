@@ -8,7 +8,7 @@ local function feed_notify(z, online, stream, chan, now, app, feed, op, id)
   local fresh = redis.call('EXISTS', stream) == 0
   notify(online, stream, chan, now, app, feed, op, id)
   if fresh then
-    local ttl = redis.call('PTTL', z)
-    if ttl > 0 then redis.call('PEXPIRE', stream, ttl) end
+    local at = redis.call('PEXPIRETIME', z)
+    if at > 0 then redis.call('PEXPIREAT', stream, at) end
   end
 end

@@ -9,8 +9,8 @@ for i = 1, #KEYS, 2 do
   local f, r = KEYS[i], KEYS[i + 1]
   if redis.call('EXISTS', f) == 1 then
     if redis.call('ZADD', r, score, id) == 1 and redis.call('ZCARD', r) == 1 then
-      local ttl = redis.call('PTTL', f)
-      if ttl > 0 then redis.call('PEXPIRE', r, ttl) end
+      local at = redis.call('PEXPIRETIME', f)
+      if at > 0 then redis.call('PEXPIREAT', r, at) end
     end
     if redis.call('ZCARD', r) > 2 * keep + 1 then
       for _, m in ipairs(redis.call('ZRANGE', r, 0, -1)) do
