@@ -49,7 +49,7 @@ class Hub:
         return cls(
             settings=settings, redis=redis, db=db, queue=queue,
             activities=ActivityStore(db, redis, prefix),
-            follows=FollowStore(db, redis, prefix),
+            follows=FollowStore(db, redis, prefix, cache_days=settings.fanout.cache_days),
             feeds=FeedCache(redis, prefix, cache_days=settings.fanout.cache_days),
             marks=MarkStore(db, redis, prefix, cache_days=settings.fanout.cache_days),
             jobs=JobScript(redis, queue, apart=settings.queue_apart),

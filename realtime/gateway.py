@@ -70,7 +70,7 @@ class Gateway:
         self.keys = {a.id: a.key for a in settings.apps.values()}
         self.conns: set[Conn] = set()
         self.dropped = 0
-        self.log = ChangeLog(hub.redis, settings.redis.key_prefix)
+        self.log = ChangeLog(hub.redis, settings.redis.key_prefix, cache_days=settings.fanout.cache_days)
         self.view = FeedView(hub)
         self.dispatcher = Dispatcher(settings.redis.url, self.log, self.view, nodes=settings.redis.nodes)
         self.metrics = hub.metrics

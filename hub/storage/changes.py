@@ -60,15 +60,17 @@ class Replay:
 
 
 class ChangeLog:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, cache_days: float = 14.0) -> None:
         self.redis = redis
         self.prefix = prefix
+        # A stream this creates (its gap entry) expires with the feed (fanout.cache_days).
+        self.stream_seconds = max(1, round(cache_days * 86400))
         self._online = redis.register_script(scripts.ONLINE)
 
     async def set_online(self, app: str, feed: str) -> str:
         """Mark ``feed`` online for ``ONLINE_TTL`` s; returns the newest cursor of its log."""
         k = Keys(self.prefix, app)
-        res = await self._online(keys=[k.online(feed), k.changes(feed)], args=[ONLINE_TTL])
+        res = await self._online(keys=[k.online(feed), k.changes(feed)], args=[ONLINE_TTL, self.stream_seconds])
         return str(res or "")
 
     async def refresh_online(self, app: str, feeds: list[str]) -> None:

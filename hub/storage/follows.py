@@ -43,10 +43,12 @@ class KeptHistory:
 
 
 class FollowStore:
-    def __init__(self, db: Cassandra, redis: Redis, prefix: str) -> None:
+    def __init__(self, db: Cassandra, redis: Redis, prefix: str, *, cache_days: float = 14.0) -> None:
         self.db = db
         self.redis = redis
         self.prefix = prefix
+        # A loaded followers set lives this long (fanout.cache_days), then loads again.
+        self.cache_seconds = max(1, round(cache_days * 86400))
         self._change = redis.register_script(scripts.FOLLOW_CHANGE)
         self._load = redis.register_script(scripts.FOLLOW_LOAD)
 
@@ -112,7 +114,7 @@ class FollowStore:
         )
         loaded = [r.follower for r in rows]
         # Not written when a follow or unfollow came in meanwhile: the next load will.
-        await self._load(keys=[k.followers(user), k.followers_changes(user)], args=[before, *loaded])
+        await self._load(keys=[k.followers(user), k.followers_changes(user)], args=[before, self.cache_seconds, *loaded])
         return loaded
 
     def have_none(self, app: str, users: Sequence[str]) -> SetsHoldOnly:

@@ -124,3 +124,25 @@ async def test_the_sweep_trims_active_records_past_active_days(hub: Hub) -> None
     await sweep_pending({"hub": hub}, min_age=0)
     scores = await hub.redis.zmscore(hub.follows.keys(APP).active(), [old, recent])
     assert scores[0] is None and scores[1] is not None
+
+
+async def test_a_followers_cache_and_a_stream_made_by_a_subscribe_expire(hub: Hub) -> None:
+    """The follower cache loaded for a fan-out and the change stream a socket's subscribe
+    starts (its gap entry) carry the feed TTL too, so nothing of an idle user stays."""
+    from hub.storage.changes import ChangeLog
+
+    author, fan = uid("author"), uid("fan")
+    await follow_ops.follow(hub, APP, fan, author, 0)
+    k = hub.follows.keys(APP)
+    await hub.redis.delete(k.followers(author))
+    assert await hub.follows.followers(APP, author) == [fan]  # loaded from Cassandra
+    assert 0 < await hub.redis.ttl(k.followers(author)) <= CACHE_SECONDS
+
+    log = ChangeLog(hub.redis, hub.settings.redis.key_prefix, cache_days=CACHE_SECONDS / 86400)
+    feed = f"notification:{fan}"
+    assert await log.set_online(APP, feed) != ""  # the gap entry
+    assert 0 < await hub.redis.ttl(k.changes(feed)) <= CACHE_SECONDS
+
+    await asyncio.sleep(CACHE_SECONDS + 1)
+    assert not await hub.redis.exists(k.followers(author), k.changes(feed))
+    assert await hub.follows.followers(APP, author) == [fan]  # loads again
