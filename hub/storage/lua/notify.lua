@@ -13,9 +13,3 @@ local function notify(online, stream, chan, now, app, feed, op, id)
       ',"op":"' .. op .. '","ids":' .. ids .. ',"cursor":"' .. c .. '"}')
   end
 end
-
--- notify for a feed named by its online flag '<head><feed>}:on' (head: '<prefix>:{<app>:',
--- Keys.feed_tag): the feed's name and its channel '<head><feed>}:ch' follow from the keys.
-local function notify_feed(head, online, stream, now, app, op, id)
-  notify(online, stream, string.sub(online, 1, -3) .. 'ch', now, app, string.sub(online, #head + 1, -5), op, id)
-end
