@@ -1,4 +1,4 @@
-"""The hub's Prometheus metrics (contract section 8), in a registry owned by one process.
+"""The hub's Prometheus metrics (docs/api.md, Metrics), in a registry owned by one process.
 
 Every metric lives in the :class:`HubMetrics` it was made in, whose ``registry`` is a
 ``CollectorRegistry`` of its own: never prometheus_client's global default, so several

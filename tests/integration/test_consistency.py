@@ -1,4 +1,4 @@
-"""Consistency and routing on the real node (contract section 7): every statement, batches
+"""Consistency and routing on the real node (docs/scaling.md, docs/design.md Consistency): every statement, batches
 included, runs at ``[cassandra] consistency``; statements that may run twice are marked
 idempotent and only those are retried; ``[cassandra] replication`` makes a
 NetworkTopologyStrategy keyspace that a hub routed to ``local_dc`` reads and writes."""

@@ -1,4 +1,4 @@
-"""The keyspace guard (contract section 7): a Redis key prefix serves one keyspace, and a
+"""The keyspace guard (README, configuration; docs/design.md): a Redis key prefix serves one keyspace, and a
 hub whose prefix is bound to another keyspace refuses to start with one line naming both.
 
 Each test binds a prefix of its own under the run's prefix (cleaned up with it), so the

@@ -1,4 +1,4 @@
-"""Metrics (contract section 8): what an operator's Prometheus sees, from real requests,
+"""Metrics (docs/api.md, Metrics): what an operator's Prometheus sees, from real requests,
 real jobs and real sockets against the running Redis and Cassandra."""
 
 from __future__ import annotations

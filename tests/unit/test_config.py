@@ -102,7 +102,7 @@ def test_cli_reports_one_line_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-# Cluster settings (contract section 7): consistency, routing, replication, the key prefix.
+# Cluster settings (docs/scaling.md): consistency, routing, replication, the key prefix.
 
 
 @pytest.mark.parametrize(
