@@ -72,9 +72,9 @@ async def rebuild(hub: Hub, app: str, group: FeedGroup, user: str) -> int:
 async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int) -> list[str]:
     """The newest ``limit`` activity ids the feed should hold, newest first."""
     store = hub.activities
-    queries: list[Awaitable[list[str]]] = [store.target_ids(app, group.feed_of(user), limit)]
-    if group.name == "user":
-        queries.append(store.user_activity_ids(app, user, limit))
+    # Coroutines made only once nothing can fail before they are awaited (the follows'
+    # read below may: an unawaited coroutine would be left behind).
+    queries: list[Awaitable[list[str]]] = []
     if group.follows == "user":
         celebrities, following, kept = await asyncio.gather(
             hub.follows.celebrities(app), hub.follows.following(app, user), hub.follows.kept_history(app, user)
@@ -99,6 +99,9 @@ async def source_ids(hub: Hub, app: str, group: FeedGroup, user: str, limit: int
         for start in range(0, len(actors), _IN_ACTORS):
             chunk = {a: by_actor[a] for a in actors[start : start + _IN_ACTORS]}
             queries.append(_ranges_ids(hub, app, chunk, 2 * limit + 1))
+    queries.append(store.target_ids(app, group.feed_of(user), limit))
+    if group.name == "user":
+        queries.append(store.user_activity_ids(app, user, limit))
     found: set[str] = set()
     for ids in await asyncio.gather(*queries):
         found.update(ids)
