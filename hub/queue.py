@@ -35,6 +35,7 @@ FANOUT = "fanout"
 FANOUT_CHUNK = "fanout_chunk"  # (app, activity_id, followers, chunks): write into those feeds
 REMOVE = "remove_activity"  # (app, activity_id): take a deleted activity out of feeds
 SWEEP = "sweep_pending"  # (): re-queue stored activities whose fan-out was not queued
+FAILOVER = "redis_failover"  # (): on a Redis Cluster, flush the slots whose primary changed
 
 
 def queue_name(settings: RedisSettings, priority: str) -> str:

@@ -31,6 +31,7 @@ from arq.worker import Function, Worker, func
 from hub.config import Settings
 from hub.metrics import HubMetrics
 from hub.queue import (
+    FAILOVER,
     FANOUT,
     FANOUT_CHUNK,
     HIGH,
@@ -64,6 +65,7 @@ def functions(settings: Settings) -> list[Function]:
         job(fanout.fanout_chunk, FANOUT_CHUNK),
         job(fanout.remove_activity, REMOVE),
         job(fanout.sweep_pending, SWEEP),
+        job(maintenance.redis_failover, FAILOVER),
     ]
 
 
@@ -111,7 +113,12 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: A
         # arq's cron jobs default to one try: without max_tries, a sweep that met an outage
         # (and asked to be retried) was failed at its next run.
         cron_jobs=[cron(measured(fanout.sweep_pending, SWEEP), name=SWEEP, second={0, 30}, run_at_startup=True,
-                        max_tries=settings.worker.max_tries)]
+                        max_tries=settings.worker.max_tries),
+                   # A Redis Cluster failover may lose the last writes: every 5 s, the
+                   # slots whose primary changed are flushed (hub/storage/failover.py).
+                   *([cron(measured(maintenance.redis_failover, FAILOVER), name=FAILOVER,
+                           second=set(range(0, 60, 5)), run_at_startup=True, max_tries=1)]
+                     if settings.redis.cluster else [])]
         if priority == HIGH else None,
         redis_pool=pool,
         ctx=ctx,

@@ -1,0 +1,117 @@
+"""After a Redis Cluster failover: drop this hub's keys in the slots whose primary changed.
+
+Redis replicates asynchronously, so a write that a primary acknowledged in its last
+milliseconds may never reach the replica promoted in its place: a feed entry, a mark, a
+follower. Such a loss is partial and leaves the feed marked built, so nothing would ever
+rebuild it. The hub already survives a whole flush (Redis is a cache: feeds, marks and
+follower caches rebuild from Cassandra when next used, and admission falls back to the
+durable answers when its complete-since key is gone), so a failover is treated as a
+flush of the slots it moved: every key of this hub's prefix in them is deleted.
+
+Guarantee: a change of primary seen by one check leads to that flush; what a read serves
+from those slots between the promotion and the flush may lack the lost writes (the check
+runs every few seconds, ``workers/main.py``). The owners seen last are kept on the queue
+Redis (a single Redis beside the cluster), so any worker's check compares with the one
+before it. The first check of a hub only records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+log = logging.getLogger(__name__)
+
+SLOTS = 16384
+SLOTS_PER_CALL = 1000  # keys fetched per CLUSTER GETKEYSINSLOT
+CONCURRENT_SLOTS = 64
+
+
+def owners_key(prefix: str) -> str:
+    return f"{prefix}:cluster-primaries"
+
+
+async def primaries(cluster: RedisCluster) -> dict[str, str]:
+    """``"<first slot>-<last slot>"`` -> ``"host:port"`` of its primary, as the cluster says now."""
+    # redis-py parses CLUSTER SLOTS into {(first, last): {"primary": (host, port), ...}}.
+    rows: Any = await cluster.execute_command("CLUSTER SLOTS", target_nodes=RedisCluster.RANDOM)
+    out: dict[str, str] = {}
+    for (lo, hi), nodes in (rows.items() if isinstance(rows, dict) else []):
+        host, port = nodes["primary"][:2]
+        out[f"{int(lo)}-{int(hi)}"] = f"{_text(host)}:{int(port)}"
+    return out
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def moved(before: dict[str, str], now: dict[str, str]) -> list[tuple[int, int, str]]:
+    """The slot ranges (first, last, new primary) whose primary is not the one seen before,
+    or that had none then (a check in the middle of a failover). Pure: ranges are compared
+    slot by slot, so a range split or merged is no change."""
+    owner_then: dict[int, str] = {}
+    for span, node in before.items():
+        lo, hi = (int(x) for x in span.split("-"))
+        for slot in range(lo, hi + 1):
+            owner_then[slot] = node
+    out: list[tuple[int, int, str]] = []
+    for span, node in sorted(now.items(), key=lambda kv: int(kv[0].split("-")[0])):
+        lo, hi = (int(x) for x in span.split("-"))
+        start: int | None = None
+        for slot in range(lo, hi + 2):
+            changed = slot <= hi and owner_then.get(slot) != node
+            if changed and start is None:
+                start = slot
+            elif not changed and start is not None:
+                out.append((start, slot - 1, node))
+                start = None
+    return out
+
+
+async def flush_slots(cluster: RedisCluster, prefix: str, first: int, last: int, node: str) -> int:
+    """Delete every key of ``prefix`` in slots ``first``..``last`` on ``node``; the count."""
+    host, port = node.rsplit(":", 1)
+    target = cluster.get_node(host=host, port=int(port))
+    if target is None:
+        raise RuntimeError(f"{node} is not a node of the cluster")
+    mine = f"{prefix}:".encode()
+    sem = asyncio.Semaphore(CONCURRENT_SLOTS)
+
+    async def one(slot: int) -> int:
+        n = 0
+        async with sem:
+            while True:
+                keys: Any = await cluster.execute_command(
+                    "CLUSTER GETKEYSINSLOT", slot, SLOTS_PER_CALL, target_nodes=target)
+                ours = [k for k in keys if (k if isinstance(k, bytes) else str(k).encode()).startswith(mine)]
+                if ours:
+                    await cluster.execute_command("UNLINK", *ours, target_nodes=target)
+                    n += len(ours)
+                if len(keys) < SLOTS_PER_CALL or not ours:
+                    return n
+
+    return sum(await asyncio.gather(*(one(s) for s in range(first, last + 1))))
+
+
+async def check(cluster: RedisCluster, queue: Any, prefix: str) -> int:
+    """Compare the primaries with those the last check saw, flush the slots that moved
+    and record the primaries; the number of keys deleted."""
+    now = await primaries(cluster)
+    if sum(int(s.split("-")[1]) - int(s.split("-")[0]) + 1 for s in now) < SLOTS:
+        return 0  # in the middle of a failover: the next check sees where the slots went
+    raw = await queue.get(owners_key(prefix))
+    deleted = 0
+    if raw:
+        before = json.loads(raw)
+        for first, last, node in moved(before, now):
+            n = await flush_slots(cluster, prefix, first, last, node)
+            log.warning("Redis Cluster failover: slots %d-%d now on %s; %d keys of %s dropped (rebuilt on use)",
+                        first, last, node, n, prefix)
+            deleted += n
+    await queue.set(owners_key(prefix), json.dumps(now, sort_keys=True))
+    return deleted
