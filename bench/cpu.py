@@ -54,3 +54,12 @@ def format_cpu(used: dict[str, float], elapsed: float) -> str:
     if used.get("machine total"):
         parts.append(f"machine {used['machine busy'] / used['machine total']:.0%} busy")
     return "; ".join(parts)
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process ``pid`` in KiB (0 if /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -42,6 +42,7 @@ from bench.common import (
     signed_headers,
     worker_count,
 )
+from bench.cpu import rss_kib
 from hub.config import Settings, load_settings
 from hub.domain.tokens import issue_token
 
@@ -86,14 +87,6 @@ class InboxResult:
             (f"ceiling: a bare aiohttp server: websocket {self.bare_ws_kib:.1f} KiB, "
              f"event stream {self.bare_sse_kib:.1f} KiB per connection"),
         ])
-
-
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def _paint(page: Any, host: str, posts: int, post: Callable[[int], Awaitable[None]]) -> list[float]:
@@ -152,7 +145,7 @@ async def memory_per_connection(pid: int, n: int, ws_url: Callable[[str], str],
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         for kind in ("websocket", "sse"):
             await asyncio.sleep(1.0)
-            before = _rss_kib(pid)
+            before = rss_kib(pid)
             for i in range(n):
                 user = f"{kind}-{i}"
                 if kind == "websocket":
@@ -167,7 +160,7 @@ async def memory_per_connection(pid: int, n: int, ws_url: Callable[[str], str],
                         pass
                     held.append(r)
             await asyncio.sleep(1.0)
-            out[kind] = (_rss_kib(pid) - before) / n
+            out[kind] = (rss_kib(pid) - before) / n
         for h in held:
             if isinstance(h, aiohttp.ClientWebSocketResponse):
                 await h.close()

@@ -31,6 +31,7 @@ import aiohttp
 
 from bench.ceilings import PubSubCeiling, pubsub_ceiling
 from bench.common import environment, info, percentile, signed_headers
+from bench.cpu import rss_kib
 from bench.push_gateways import Gateways, publish_counts, two_gateways
 from hub.config import Settings
 from hub.domain.tokens import issue_token
@@ -159,14 +160,6 @@ class Clients:
         return out
 
 
-def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 # -- the scenario ---------------------------------------------------------------------------
 
 async def run_push(settings: Settings, *, quick: bool) -> PushResult:
@@ -248,12 +241,12 @@ async def run_push(settings: Settings, *, quick: bool) -> PushResult:
 
         # 3. memory
         await asyncio.sleep(1.0)
-        before = _rss_kib(server_pid)
+        before = rss_kib(server_pid)
         idle = Clients(env.url, env.settings, [f"idle{i}" for i in range(n_idle)])
         info(f"connecting {n_idle} idle sockets")
         n = await idle.start()
         await asyncio.sleep(2.0)
-        after = _rss_kib(server_pid)
+        after = rss_kib(server_pid)
         await idle.finish()
         return PushResult(n_sockets, len(sent), len(lat), percentile(lat, 50), percentile(lat, 99), dps,
                           total, delivered, n, (after - before) / max(1, n), rate, early,
