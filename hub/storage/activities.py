@@ -125,7 +125,7 @@ class ActivityStore:
             marker, bodies, first, _ = await asyncio.gather(
                 self.markers.mark(app, minute, named, name=name),
                 self._write(app, fresh),
-                self.foreign_ids.first_ids(app, [f for f in chosen if f not in earlier]),
+                self.foreign_ids.first_ids(app, {f: a.id for f, a in chosen.items() if f not in earlier}),
                 answered(answer_ids) if answered is not None else asyncio.sleep(0),
             )
             # Tries that Redis had forgotten: an earlier id is on record, so ours is taken back.
@@ -271,7 +271,7 @@ class ActivityStore:
         return [r for rows in results for r in rows]
 
     async def find_by_foreign_id(self, app: str, foreign_id: str) -> str | None:
-        return (await self.foreign_ids.first_ids(app, [foreign_id])).get(foreign_id)
+        return (await self.foreign_ids.first_ids(app, {foreign_id: None})).get(foreign_id)
 
     async def delete(self, app: str, activity: Activity) -> None:
         """Mark deleted and drop it from the sources feeds are rebuilt from."""

@@ -40,6 +40,9 @@ _POLL = 0.02
 
 
 INSERT = "INSERT INTO {ks}.foreign_ids (app, foreign_id, id) VALUES (%s, %s, %s)"
+# The earliest try (ids sort by time, and the table's rows by id).
+_FIRST = "SELECT id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id = %s LIMIT 1"
+_FIRST_BELOW = "SELECT id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id = %s AND id < %s LIMIT 1"
 
 
 @dataclass(frozen=True)
@@ -143,20 +146,21 @@ class ForeignIds:
                 claim = now
         return replace(claim, final=True)
 
-    async def first_ids(self, app: str, foreign_ids: Sequence[str]) -> dict[str, str]:
-        """The durable activity id of each known foreign id (its earliest try): one
-        single-partition read per foreign id, all at once, each routed to a replica of
-        its partition. Not one multi-partition ``IN`` read: on a cluster with a node
-        down, one partition whose replicas disagree (a row being written) fails or
-        delays the whole ``IN`` read, where a point read fails alone and is run again
-        alone (hub/storage/retry.py)."""
+    async def first_ids(self, app: str, tries: Mapping[str, str | None]) -> dict[str, str]:
+        """The durable id of each foreign id's earliest try, among the ids below the one
+        ``tries`` gives for it (all of them where that is None): one single-partition read
+        per foreign id, all at once, each routed to a replica of its partition.
+
+        Below our own id: intake reads the table while it writes its own row there, and on
+        a cluster a quorum read that meets that write on one replica and not yet on the
+        other sees their digests differ. Cassandra 2.1 then resolves the difference in a
+        repair round that waits for every replica it contacted, a dead one too until gossip
+        convicts it: seconds, while a node is down (docs/scaling.md, One node down). Our
+        row is outside the slice read, so it never makes the replicas differ. Point reads,
+        not one multi-partition ``IN``, so that a slow partition delays only its own read,
+        which is run again alone (hub/storage/retry.py)."""
         results = await asyncio.gather(*(
-            self.db.execute("SELECT foreign_id, id FROM {ks}.foreign_ids WHERE app = %s AND foreign_id = %s", (app, f))
-            for f in dict.fromkeys(foreign_ids)
+            self.db.execute(_FIRST, (app, f)) if below is None else self.db.execute(_FIRST_BELOW, (app, f, below))
+            for f, below in tries.items()
         ))
-        first: dict[str, str] = {}
-        for rows in results:
-            for r in rows:
-                if r.foreign_id not in first or r.id < first[r.foreign_id]:
-                    first[r.foreign_id] = r.id
-        return first
+        return {f: rows[0].id for f, rows in zip(tries, results) if rows}

@@ -8,7 +8,8 @@ replicas it asked disagreed while one replica was dead.
 
 Why that second layer (Cassandra 2.1, measured on the three local nodes, docs/scaling.md,
 One node down): a quorum read whose two replicas disagree (a row being written at the
-same moment, as intake reads the foreign ids it is writing) resolves the difference in a
+same moment; intake's foreign-id read keeps its own row out of the slice it reads,
+hub/storage/foreignids.py, but a worker's or a rebuild's read may still meet a write) resolves the difference in a
 repair round that waits for every replica it contacted, the dead one too, until the
 node's read timeout while gossip has not convicted the dead node yet, and that 2.1
 answers Unavailable (consistency ALL) at once after it has. Sent again at once, the read
