@@ -91,12 +91,13 @@ def report(ref: str, rounds: Sequence[tuple[dict[str, float], dict[str, float]]]
         top = paired[name]
         return statistics.median(r[name] / r[top] for r in runs if r.get(top) and name in r)
 
-    lines = [f"{'median of ' + str(len(rounds)) + ' runs each':<40} {ref[:12]:>12} {'this tree':>12}  new/old"
+    w = max([40, *(len(name) for name in old if name in new)])
+    lines = [f"{'median of ' + str(len(rounds)) + ' runs each':<{w}} {ref[:12]:>12} {'this tree':>12}  new/old"
              + ("  new/old of rate/ceiling" if paired else "")]
     for name in old:
         if name in new:
             a, b = statistics.median(old[name]), statistics.median(new[name])
-            line = f"{name:<40} {a:>12,.0f} {b:>12,.0f}  {b / a if a else 0:7.2f}"
+            line = f"{name:<{w}} {a:>12,.0f} {b:>12,.0f}  {b / a if a else 0:7.2f}"
             if name in paired:
                 ra, rb = relative([o for o, _ in rounds], name), relative([n for _, n in rounds], name)
                 line += f"  {rb / ra if ra else 0:7.2f}"
