@@ -46,6 +46,12 @@ async def primaries(cluster: RedisCluster) -> dict[str, str]:
     return out
 
 
+def _span(span: str) -> tuple[int, int]:
+    """``"<first>-<last>"`` as the two slots."""
+    lo, hi = span.split("-")
+    return int(lo), int(hi)
+
+
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -56,12 +62,12 @@ def moved(before: dict[str, str], now: dict[str, str]) -> list[tuple[int, int, s
     slot by slot, so a range split or merged is no change."""
     owner_then: dict[int, str] = {}
     for span, node in before.items():
-        lo, hi = (int(x) for x in span.split("-"))
+        lo, hi = _span(span)
         for slot in range(lo, hi + 1):
             owner_then[slot] = node
     out: list[tuple[int, int, str]] = []
-    for span, node in sorted(now.items(), key=lambda kv: int(kv[0].split("-")[0])):
-        lo, hi = (int(x) for x in span.split("-"))
+    for span, node in sorted(now.items(), key=lambda kv: _span(kv[0])):
+        lo, hi = _span(span)
         start: int | None = None
         for slot in range(lo, hi + 2):
             changed = slot <= hi and owner_then.get(slot) != node
@@ -102,7 +108,7 @@ async def check(cluster: RedisCluster, queue: Any, prefix: str) -> int:
     """Compare the primaries with those the last check saw, flush the slots that moved
     and record the primaries; the number of keys deleted."""
     now = await primaries(cluster)
-    if sum(int(s.split("-")[1]) - int(s.split("-")[0]) + 1 for s in now) < SLOTS:
+    if sum(hi - lo + 1 for lo, hi in map(_span, now)) < SLOTS:
         return 0  # in the middle of a failover: the next check sees where the slots went
     raw = await queue.get(owners_key(prefix))
     deleted = 0

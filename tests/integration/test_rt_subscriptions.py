@@ -45,6 +45,16 @@ async def until(check: Any, timeout: float) -> bool:
     return True
 
 
+async def subscribe(ws: Any, feed: str) -> None:
+    await ws.send_json({"op": "subscribe", "feed": feed})
+    assert (await ws.receive_json(timeout=5))["op"] == "subscribed"
+
+
+async def receive_entry(ws: Any, activity_id: str) -> None:
+    frame = await ws.receive_json(timeout=5)
+    assert frame["op"] == "entry" and frame["entry"]["id"] == activity_id, frame
+
+
 async def test_a_channel_is_subscribed_while_a_socket_follows_and_a_while_after(
     settings: Settings, hub: Hub, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,23 +65,19 @@ async def test_a_channel_is_subscribed_while_a_socket_follows_and_a_while_after(
     channel = Keys(settings.redis.key_prefix, "t1").channel(feed)
     assert await subscribers(hub, channel) == 0
     ws = await client.ws_connect(f"/v1/realtime?token={token(settings, bob)}")
-    await ws.send_json({"op": "subscribe", "feed": feed})
-    assert (await ws.receive_json(timeout=5))["op"] == "subscribed"
+    await subscribe(ws, feed)
     assert await subscribers(hub, channel) == 1  # confirmed before `subscribed` was sent
     # A second socket of the same process on the same feed: still one subscription.
     ws2 = await client.ws_connect(f"/v1/realtime?token={token(settings, bob)}")
-    await ws2.send_json({"op": "subscribe", "feed": feed})
-    assert (await ws2.receive_json(timeout=5))["op"] == "subscribed"
+    await subscribe(ws2, feed)
     assert await subscribers(hub, channel) == 1
     await ws2.close()
     await ws.send_json({"op": "unsubscribe", "feed": feed})
     assert (await ws.receive_json(timeout=5))["op"] == "unsubscribed"
     # Back within the linger: the subscription stayed, the frames flow.
-    await ws.send_json({"op": "subscribe", "feed": feed})
-    assert (await ws.receive_json(timeout=5))["op"] == "subscribed"
+    await subscribe(ws, feed)
     aid = await post(hub, "t1", actor=bob, verb="post", object="note:1")
-    frame = await ws.receive_json(timeout=5)
-    assert frame["op"] == "entry" and frame["entry"]["id"] == aid
+    await receive_entry(ws, aid)
     await ws.close()
 
     async def gone() -> bool:
@@ -114,11 +120,9 @@ async def test_a_lost_subscription_resumes_its_sockets_from_the_change_log(
         bob = uid("bob")
         feed = f"user:{bob}"
         ws = await client.ws_connect(f"/v1/realtime?token={token(settings, bob)}")
-        await ws.send_json({"op": "subscribe", "feed": feed})
-        assert (await ws.receive_json(timeout=5))["op"] == "subscribed"
+        await subscribe(ws, feed)
         before = await post(hub, "t1", actor=bob, verb="post", object="note:1")
-        live = await ws.receive_json(timeout=5)
-        assert live["op"] == "entry" and live["entry"]["id"] == before
+        await receive_entry(ws, before)
         await relay.cut()
         missed = await post(hub, "t1", actor=bob, verb="post", object="note:2")  # nobody hears it
         await asyncio.sleep(1.5)
@@ -127,8 +131,7 @@ async def test_a_lost_subscription_resumes_its_sockets_from_the_change_log(
         assert again["op"] == "subscribed" and again["complete"] is True, again
         assert [e["id"] for e in again["missed"]] == [missed]  # from the log, after the last cursor sent
         after = await post(hub, "t1", actor=bob, verb="post", object="note:3")
-        frame = await ws.receive_json(timeout=5)
-        assert frame["op"] == "entry" and frame["entry"]["id"] == after
+        await receive_entry(ws, after)
         await ws.close()
     finally:
         await relay.cut()
