@@ -8,11 +8,15 @@ which hub/storage/outage.py counts as an outage (a 503, never a 500).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeAlias, cast
 from urllib.parse import urlparse
 
+import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -22,6 +26,7 @@ from redis.exceptions import (
     SlotNotCoveredError,
     TryAgainError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hub.config import RedisSettings
 
@@ -43,6 +48,46 @@ CLUSTER_DOWN: tuple[type[BaseException], ...] = (
 # timeout, docs/scaling.md) is then answered 503 rather than hung.
 CLUSTER_RETRIES = 3
 LOCAL_CLUSTER_SIZE = 6
+
+
+_REDIS_PY = Path(redis.__file__).parent
+
+
+@contextmanager
+def _failover_race() -> Iterator[None]:
+    """Turn redis-py's own ``AttributeError`` into a ``ConnectionError``. Its async cluster
+    client (5.x) closes every connection of the client when a pipeline meets a failover,
+    so commands and pipelines of other tasks find a connection or the default node gone
+    (``'NoneType' object has no attribute 'writelines'``, or ``'name'``)."""
+    try:
+        yield
+    except AttributeError as e:
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is None or not Path(tb.tb_frame.f_code.co_filename).is_relative_to(_REDIS_PY):
+            raise  # ours: a bug
+        raise RedisConnectionError(f"connection closed during a cluster failover ({e})") from e
+
+
+class _Pipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        with _failover_race():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class HubCluster(RedisCluster):
+    """redis-py's RedisCluster whose failover races surface as a ``ConnectionError`` (an
+    outage: a 503, or a job run again) instead of an ``AttributeError``, which a worker
+    takes for a bug and fails the job for good (a fan-out chunk lost from cached feeds)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _failover_race():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        super().pipeline(transaction, shard_hint)  # its argument checks
+        return _Pipeline(self)  # type: ignore[abstract]  # as in redis-py: pools are per node
 
 
 def startup_nodes(settings: RedisSettings) -> list[tuple[str, int]]:
@@ -68,7 +113,7 @@ def connect(settings: RedisSettings, *, max_connections: int = 200) -> Client:
     common: dict[str, Any] = {"decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 5}
     if settings.cluster:
         u = urlparse(settings.url)
-        cluster = RedisCluster(
+        cluster = HubCluster(
             startup_nodes=[ClusterNode(h, p) for h, p in startup_nodes(settings)],
             username=u.username, password=u.password, ssl=u.scheme == "rediss",
             require_full_coverage=True,

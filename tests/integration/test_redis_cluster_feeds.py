@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from hub.ops import follow as follow_ops
 from hub.ops.archive import archive
 from hub.ops.reads import mark, read_feed
 from hub.services.redis_cluster import start_redises, stop_redises
+from hub.storage.redis import connect
 from hub.storage.slots import is_cluster, slot_of
 from tests.conftest import uid
 from web.gate import SignedScripts
@@ -176,3 +178,38 @@ async def test_the_admission_gate_is_one_call_on_a_redis_cluster(hub: Hub) -> No
     assert list(await gate.gate(keys, args)) == [1, ""]  # a repeat while the first try runs
     assert await hub.redis.get(claim) == "A?"
     await gate.close()
+
+
+async def test_a_connection_closed_under_a_command_is_an_outage_not_a_bug(cluster_settings: Settings) -> None:
+    """redis-py's cluster pipeline closes the client's connections when it meets a
+    failover, under the commands of other tasks. Closing them here on purpose, while 40
+    tasks send pipelines and commands, must give ConnectionErrors (an outage: a 503, a
+    job run again), never an AttributeError (a job failed for good)."""
+    redis = connect(cluster_settings.redis)
+    stop = asyncio.Event()
+    outcomes: Counter[str] = Counter()
+
+    async def use(i: int) -> None:
+        while not stop.is_set():
+            try:
+                pipe = redis.pipeline(transaction=False)
+                for k in range(5):
+                    pipe.set(f"{cluster_settings.redis.key_prefix}:race:{i}:{k}", k, ex=60)
+                await pipe.execute(raise_on_error=False)
+                await redis.get(f"{cluster_settings.redis.key_prefix}:race:{i}:0")
+                outcomes["ok"] += 1
+            except Exception as e:
+                outcomes[type(e).__name__] += 1
+
+    async def close_under_them() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            await redis.aclose()
+
+    tasks = [asyncio.create_task(use(i)) for i in range(40)] + [asyncio.create_task(close_under_them())]
+    await asyncio.sleep(2.0)
+    stop.set()
+    await asyncio.gather(*tasks)
+    await redis.aclose()
+    assert set(outcomes) <= {"ok", "ConnectionError"}, outcomes
+    assert outcomes["ConnectionError"] > 0 and outcomes["ok"] > 0, outcomes  # the race was met
