@@ -187,6 +187,13 @@ async def write_chunk(hub: Hub, app: str, activity_id: str, followers: Sequence[
     return written
 
 
+async def forget_chunk(hub: Hub, app: str, followers: Sequence[str]) -> None:
+    """Take the feeds a chunk writes out of the cache: read next, they are rebuilt from
+    Cassandra, which holds the activity. For a chunk that cannot be written (a bug, not an
+    outage): its activity then reaches those feeds late rather than never."""
+    await hub.feeds.drop_many(app, [g.feed_of(u) for g in hub.settings.follower_groups("user") for u in followers])
+
+
 async def enqueue_remove(hub: Hub, app: str, activity_id: str) -> None:
     await hub.queue.enqueue_job(
         REMOVE, app, activity_id, _job_id=f"remove:{app}:{activity_id}",

@@ -225,8 +225,16 @@ class FeedCache(HotReads):
         return bool(built) and sentinel is not None
 
     async def drop(self, app: str, feed: str) -> None:
+        await self.drop_many(app, [feed])
+
+    async def drop_many(self, app: str, feeds: Sequence[str]) -> None:
+        """Take feeds out of the cache, in one round trip: each is rebuilt from Cassandra
+        when next read. One DEL per feed (a feed's keys share a slot)."""
         k = self.keys(app)
-        await self.redis.delete(k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed))
+        pipe = self.redis.pipeline(transaction=False)
+        for feed in feeds:
+            pipe.delete(k.built(feed), k.feed(feed), k.rank(feed), *self.group_keys(k, feed))
+        await pipe.execute()
 
     async def flat_ids(self, app: str, feed: str, limit: int, before: str | None = None) -> list[str]:
         top = f"({before}" if before else "+"

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
 from hub.config import Settings
 from hub.core import Hub
 from hub.domain.activity import ActivityInput
@@ -21,7 +23,7 @@ from hub.storage.pending import PendingBatch, minute_bucket
 from tests.conftest import AppCaller, uid
 from tests.helpers import feed_ids, wait_for
 from workers.context import close_hub, open_hub
-from workers.jobs.fanout import sweep_pending
+from workers.jobs.fanout import fanout_chunk, sweep_pending
 
 
 async def test_post_fans_out_to_followers_and_targets(t1: AppCaller, hub: Hub, worker: None) -> None:
@@ -224,6 +226,30 @@ async def test_redis_flush_loses_no_entry(hub: Hub, redis: Any) -> None:
     # And fan-out keeps writing into the rebuilt caches.
     more = await post(hub, a_author, "like")
     assert (await feed_ids(hub, APP, "timeline", reader))[0] == more.id
+
+
+async def test_a_chunk_that_fails_for_good_leaves_its_feeds_to_a_rebuild(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fan-out chunk meeting a bug (not an outage) fails for good, and no marker names
+    its activity any more: its followers' cached feeds are dropped, so they rebuild from
+    Cassandra with the activity. Followers of other chunks keep their caches."""
+    author, f1, f2, other = uid("author"), uid("f"), uid("f"), uid("other")
+    for f in (f1, f2, other):
+        await follow_ops.follow(hub, APP, f, author, 0)
+    await cache(hub, f1, f2, other)
+    a = await store(hub, author, "like")
+
+    async def broken(*_: Any) -> int:
+        raise ValueError("a bug in the write")
+
+    monkeypatch.setattr(hub.feeds, "add", broken)
+    with pytest.raises(ValueError):
+        await fanout_chunk({"hub": hub, "job_try": 1}, APP, a.id, [f1, f2], 2)
+    monkeypatch.undo()
+    groups_ = ("timeline", "timeline_aggregated")
+    assert not any([await hub.feeds.is_built(APP, hub.settings.feeds[g], f"{g}:{f}") for g in groups_ for f in (f1, f2)])
+    assert all([await hub.feeds.is_built(APP, hub.settings.feeds[g], f"{g}:{other}") for g in groups_])
+    for f in (f1, f2):
+        assert await both(hub, f) == ([a.id], [a.id])  # rebuilt, with the activity
 
 
 @contextlib.asynccontextmanager

@@ -102,7 +102,15 @@ async def fanout_chunk(ctx: dict[str, Any], app: str, activity_id: str, follower
     """Write one chunk of an activity's followers; ``chunks``: how many the activity has
     (jobs queued before it was passed count as one each)."""
     hub = hub_of(ctx)
-    written = await fanout.write_chunk(hub, app, activity_id, followers)
+    try:
+        written = await fanout.write_chunk(hub, app, activity_id, followers)
+    except Exception as e:
+        if not is_dependency_error(e):
+            # A bug, not an outage: the job fails for good (retry_when_down), and no pending
+            # marker names the activity any more. The chunk's feeds leave the cache so that
+            # they rebuild from Cassandra with it. If that fails too, Redis is down: retried.
+            await fanout.forget_chunk(hub, app, followers)
+        raise
     await _observe_lag(hub, app, activity_id, str(ctx.get("job_id", "")), chunks)
     return written
 
