@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 log = logging.getLogger(__name__)
 
 SLOTS = 16384
-SLOTS_PER_CALL = 1000  # keys fetched per CLUSTER GETKEYSINSLOT
+KEYS_PER_UNLINK = 1000
 CONCURRENT_SLOTS = 64
 
 
@@ -89,17 +89,19 @@ async def flush_slots(cluster: RedisCluster, prefix: str, first: int, last: int,
     sem = asyncio.Semaphore(CONCURRENT_SLOTS)
 
     async def one(slot: int) -> int:
-        n = 0
         async with sem:
-            while True:
-                keys: Any = await cluster.execute_command(
-                    "CLUSTER GETKEYSINSLOT", slot, SLOTS_PER_CALL, target_nodes=target)
-                ours = [k for k in keys if (k if isinstance(k, bytes) else str(k).encode()).startswith(mine)]
-                if ours:
-                    await cluster.execute_command("UNLINK", *ours, target_nodes=target)
-                    n += len(ours)
-                if len(keys) < SLOTS_PER_CALL or not ours:
-                    return n
+            total: Any = await cluster.execute_command("CLUSTER COUNTKEYSINSLOT", slot, target_nodes=target)
+            if not total:
+                return 0
+            # GETKEYSINSLOT has no cursor: asked for fewer keys than the slot holds, it
+            # could answer other apps' keys only, every time. A slot holds 1/16384 of a
+            # node's keys, so all of them at once is a small answer.
+            keys: Any = await cluster.execute_command(
+                "CLUSTER GETKEYSINSLOT", slot, int(total), target_nodes=target)
+            ours = [k for k in keys if (k if isinstance(k, bytes) else str(k).encode()).startswith(mine)]
+            for i in range(0, len(ours), KEYS_PER_UNLINK):
+                await cluster.execute_command("UNLINK", *ours[i : i + KEYS_PER_UNLINK], target_nodes=target)
+            return len(ours)
 
     return sum(await asyncio.gather(*(one(s) for s in range(first, last + 1))))
 

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from hub.config import FeedGroup, Settings
 from hub.config.settings import QueueSettings
@@ -27,6 +29,7 @@ from hub.ops import follow as follow_ops
 from hub.ops.archive import archive
 from hub.ops.reads import mark, read_feed
 from hub.services.redis_cluster import start_redises, stop_redises
+from hub.storage.failover import flush_slots
 from hub.storage.redis import connect
 from hub.storage.slots import is_cluster, slot_of
 from tests.conftest import uid
@@ -213,3 +216,28 @@ async def test_a_connection_closed_under_a_command_is_an_outage_not_a_bug(cluste
     await redis.aclose()
     assert set(outcomes) <= {"ok", "ConnectionError"}, outcomes
     assert outcomes["ConnectionError"] > 0 and outcomes["ok"] > 0, outcomes  # the race was met
+
+
+async def test_a_failover_flush_finds_the_hubs_keys_among_many_others(cluster_settings: Settings) -> None:
+    """flush_slots deletes every key of the hub's prefix in a moved slot, however many keys
+    of other users of the cluster share the slot, and only those."""
+    redis = connect(cluster_settings.redis)
+    assert isinstance(redis, RedisCluster)
+    prefix, other = cluster_settings.redis.key_prefix, f"other-{uid('app')}"
+    tag = f"{{{APP}:{uid('feed')}}}"  # one slot for both prefixes
+    slot = key_slot(tag.encode())
+    await redis.initialize()
+    node = redis.nodes_manager.get_node_from_slot(slot)
+    try:
+        mine = [f"{prefix}:{tag}:{n}" for n in range(5)]
+        await redis.mset(dict.fromkeys(mine, 1))
+        for i in range(0, 5000, 500):  # after ours: Redis 7 lists a slot's newest keys first
+            await redis.mset({f"{other}:{tag}:{j}": j for j in range(i, i + 500)})
+        assert await flush_slots(redis, prefix, slot, slot, node.name) == 5
+        assert await redis.exists(*mine) == 0
+        assert await redis.execute_command("CLUSTER COUNTKEYSINSLOT", slot, target_nodes=node) == 5000
+    finally:
+        keys = await redis.execute_command("CLUSTER GETKEYSINSLOT", slot, 6000, target_nodes=node)
+        if keys:
+            await redis.execute_command("UNLINK", *keys, target_nodes=node)
+        await redis.aclose()
