@@ -54,10 +54,20 @@ class Follow:
     ``held`` is a list while its subscription replays the log: live frames wait there
     (with their cursors) until ``subscribed`` is sent. ``after`` is the cursor that
     ``subscribed`` covered, then of the newest live frame sent: a live frame not newer is a
-    repeat, and a resume after a lost subscription starts there."""
+    repeat, and a resume after a lost subscription starts there. ``ended`` exists while
+    a resume waits for the replay to end (most replays have no one waiting)."""
 
     held: list[tuple[Cursor, bytes]] | None = None
     after: Cursor | None = None
+    ended: asyncio.Event | None = None
+
+    def stop_holding(self) -> list[tuple[Cursor, bytes]]:
+        """The replay is over (done or failed): the frames held, and waiters let go."""
+        held, self.held = self.held or [], None
+        if self.ended is not None:
+            self.ended.set()
+            self.ended = None
+        return held
 
 
 class Conn:
@@ -129,7 +139,7 @@ class Conn:
         if was_following:
             f = self.feeds.get(feed)
             if f is not None:
-                f.held = None
+                f.stop_holding()
         else:
             self.unfollow(feed)
 
@@ -138,11 +148,22 @@ class Conn:
         f = self.feeds.get(feed)
         if f is None:
             return []
-        held, f.held, f.after = f.held or [], None, after
-        return [data for c, data in held if c > after]
+        f.after = after
+        return [data for c, data in f.stop_holding() if c > after]
+
+    async def replay_ended(self, feed: str) -> None:
+        """Return once no replay of ``feed`` runs (at once when none does)."""
+        f = self.feeds.get(feed)
+        if f is None or f.held is None:
+            return
+        if f.ended is None:
+            f.ended = asyncio.Event()
+        await f.ended.wait()
 
     def unfollow(self, feed: str) -> None:
-        self.feeds.pop(feed, None)
+        f = self.feeds.pop(feed, None)
+        if f is not None:
+            f.stop_holding()
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ MAX_CLIENT_MESSAGE = 16 * 1024
 # 1011: the server met an unexpected condition (RFC 6455).
 CLOSE_INTERNAL = 1011
 RESUMES = 32  # sockets resumed at once after a lost subscription
+REPLAY_WAIT_S = 10.0  # how long a resume waits for a subscribe's replay of the same feed
 
 __all__ = ["CLOSE_EXPIRED", "CLOSE_TOO_SLOW", "Conn", "Gateway", "origin_allowed"]
 
@@ -264,11 +265,9 @@ class Gateway:
 
     async def _resume_one(self, conn: Conn, feed: str) -> None:
         async with self._resumes:
-            for _ in range(200):  # a subscribe of this feed replaying now ends first (10 s at most)
-                f = conn.feeds.get(feed)
-                if f is None or f.held is None:
-                    break
-                await asyncio.sleep(0.05)
+            # A subscribe of this feed replaying now ends first (it gives up within 10 s).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.replay_ended(feed), REPLAY_WAIT_S)
             f = conn.feeds.get(feed)
             if conn.open and f is not None:
                 since = "%d-%d" % (f.after or (0, 0))

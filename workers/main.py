@@ -213,7 +213,9 @@ async def _dispose(worker: Worker, run: asyncio.Task[None]) -> None:
     Running jobs are cancelled: arq then clears their in-progress marker (if Redis
     answers) so that they run again at once, else they run again when it expires.
     """
-    everything = {run, *worker.tasks.values()}
+    # job_tasks: each job's own task, inside its run_job task; its error (a Retry, say)
+    # is retrieved below, or asyncio logs "Task exception was never retrieved" at exit.
+    everything = {run, *worker.tasks.values(), *worker.job_tasks.values()}
     if worker.main_task is not None:
         everything.add(worker.main_task)
     tasks = set(everything)
