@@ -17,10 +17,15 @@ from web.server import HubRunner
 
 
 class HubTestServer(TestServer):
-    """aiohttp's ``TestServer`` with web/server.py's runner (JSON protocol errors)."""
+    """aiohttp's ``TestServer`` with web/server.py's runner (JSON protocol errors), and
+    ``runner`` arguments for it (``keepalive_timeout``)."""
+
+    def __init__(self, app: web.Application, *, runner: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._runner_args = runner or {}
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-        return HubRunner(self.app, **kwargs)
+        return HubRunner(self.app, **kwargs, **self._runner_args)
 
 
 def full_app(settings: Settings, *, body_timeout: float = 15.0, **gateway: Any) -> web.Application:

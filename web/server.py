@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -61,8 +62,20 @@ class _JsonErrorServer(web.Server):
         return JsonErrorHandler(self, loop=self._loop, **self._kwargs)
 
 
+# A connection is closed when it has sent no whole request head for this long, from its
+# start or from its last answer (aiohttp's keep-alive timer, which arriving bytes do not
+# reset): idle sockets and heads trickled in a byte at a time cannot pile up. run_app's
+# default; aiohttp's server alone waits an hour. Bodies have their own timeout (app.py).
+IDLE_TIMEOUT_S = 75.0
+
+
 class HubRunner(web.AppRunner):
-    """``AppRunner`` whose connections answer aiohttp's own errors as JSON."""
+    """``AppRunner`` whose connections answer aiohttp's own errors as JSON, and time out
+    after ``IDLE_TIMEOUT_S`` without a request (``keepalive_timeout=`` to change it)."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", IDLE_TIMEOUT_S)
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         base = await super()._make_server()

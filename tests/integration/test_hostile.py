@@ -13,12 +13,14 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from hub.config import Settings
 from realtime.conn import CLOSE_TOO_SLOW
 from tests.conftest import AppCaller, sign, uid
 from tests.helpers import token
 from tests.wire import HubTestServer, error_of, full_app, raw_http, read_answer
+from web.server import IDLE_TIMEOUT_S, HubRunner
 
 ORIGIN = "http://127.0.0.1:8080"
 GROUPS = ("user", "timeline", "timeline_aggregated", "notification")
@@ -146,6 +148,41 @@ async def test_a_body_that_trickles_in_is_timed_out(wire, settings: Settings) ->
     assert time.monotonic() - started < 5
     assert await asyncio.wait_for(reader.read(), 5) == b""  # and the connection is closed
     writer.close()
+
+
+async def test_idle_connections_and_trickled_heads_are_closed(settings: Settings) -> None:
+    """A connection that sends nothing, or a request head a byte at a time (slowloris),
+    is closed after the idle timeout: 1 s here, IDLE_TIMEOUT_S by default. A connection
+    whose requests come in time is served on."""
+    assert HubRunner(web.Application())._kwargs["keepalive_timeout"] == IDLE_TIMEOUT_S  # noqa: SLF001
+    async with HubTestServer(full_app(settings), runner={"keepalive_timeout": 1.0}) as server:
+        port = server.port
+        assert port is not None
+
+        async def closed_after(trickle: bytes) -> float:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = time.monotonic()
+            eof = asyncio.create_task(reader.read())
+            for byte in trickle:
+                if eof.done():
+                    break
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.1)
+            assert await asyncio.wait_for(eof, 5) == b""  # closed, nothing answered
+            writer.close()
+            return time.monotonic() - started
+
+        assert 0.9 < await closed_after(b"") < 3
+        assert 0.9 < await closed_after(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 60) < 3
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):  # keep-alive: each request within the timeout of the last answer
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            status, _, _ = await read_answer(reader, 5)
+            assert status == 200
+            await asyncio.sleep(0.6)
+        writer.close()
 
 
 async def test_origin_ports_are_numbers(wire, settings: Settings) -> None:  # type: ignore[no-untyped-def]
