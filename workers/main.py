@@ -104,6 +104,10 @@ def arq_pool(settings: Settings, priority: str) -> ArqRedis:
                     default_queue_name=queue_name(settings.redis, priority))
 
 
+def cron_name(settings: Settings, job: str) -> str:
+    return f"{settings.redis.key_prefix}:{job}"
+
+
 def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: ArqRedis, *, burst: bool = False) -> Worker:
     return Worker(
         functions(settings),
@@ -111,12 +115,14 @@ def build_worker(settings: Settings, priority: str, ctx: dict[str, Any], pool: A
         # The sweep re-queues stored activities whose fan-out was never queued (at start
         # and every 30 s); one queue runs it, arq's unique cron ids keep it once per tick.
         # arq's cron jobs default to one try: without max_tries, a sweep that met an outage
-        # (and asked to be retried) was failed at its next run.
-        cron_jobs=[cron(measured(fanout.sweep_pending, SWEEP), name=SWEEP, second={0, 30}, run_at_startup=True,
-                        max_tries=settings.worker.max_tries),
+        # (and asked to be retried) was failed at its next run. Names carry the key prefix:
+        # arq's job ids (``<name>:<tick>``) are global on the queue Redis, and another hub
+        # sharing it would otherwise take this hub's ticks for its own repeats.
+        cron_jobs=[cron(measured(fanout.sweep_pending, SWEEP), name=cron_name(settings, SWEEP), second={0, 30},
+                        run_at_startup=True, max_tries=settings.worker.max_tries),
                    # A Redis Cluster failover may lose the last writes: every 5 s, the
                    # slots whose primary changed are flushed (hub/storage/failover.py).
-                   *([cron(measured(maintenance.redis_failover, FAILOVER), name=FAILOVER,
+                   *([cron(measured(maintenance.redis_failover, FAILOVER), name=cron_name(settings, FAILOVER),
                            second=set(range(0, 60, 5)), run_at_startup=True, max_tries=1)]
                      if settings.redis.cluster else [])]
         if priority == HIGH else None,

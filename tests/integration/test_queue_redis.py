@@ -15,19 +15,20 @@ from typing import Any
 
 import pytest
 import redis
+from arq.constants import job_key_prefix
 
 from hub.config import QueueSettings, Settings
 from hub.domain.activity import ActivityInput
 from hub.ops import follow as follow_ops
 from hub.ops import intake
-from hub.queue import FANOUT, HIGH, queue_name
+from hub.queue import FANOUT, HIGH, SWEEP, queue_name
 from hub.services import start_redis
 from hub.services.process import port_free
 from hub.storage.binding import binding_key
 from tests.conftest import uid
 from tests.helpers import feed_ids, wait_for
 from workers.context import close_hub, open_hub
-from workers.main import run_workers
+from workers.main import arq_pool, build_worker, cron_name, run_workers
 
 HOST = "127.0.0.1"
 APP = "t1"
@@ -153,3 +154,23 @@ async def test_readyz_names_a_queue_redis_that_does_not_answer(settings: Setting
 
 async def _ready(client: Any) -> bool:
     return bool((await client.get("/readyz")).status == 200)
+
+
+async def test_two_hubs_on_one_queue_redis_each_queue_their_own_cron_ticks(settings: Settings) -> None:
+    """arq's cron job ids (``<name>:<tick>``) are global on the queue Redis. Each hub's
+    cron names carry its key prefix, so two hubs sharing the queue Redis both queue the
+    sweep of the same tick; with one name, the second hub's was taken for a repeat."""
+    hubs = [dataclasses.replace(settings, redis=dataclasses.replace(
+        settings.redis, key_prefix=f"{settings.redis.key_prefix}:{uid('hub')}")) for _ in range(2)]
+    tick = datetime.now(timezone.utc).replace(microsecond=0)
+    pools = [arq_pool(s, HIGH) for s in hubs]
+    try:
+        for s, pool in zip(hubs, pools):
+            await build_worker(s, HIGH, {}, pool).run_cron(tick, 0.5)  # the tick's jobs, as at a start
+        for s, pool in zip(hubs, pools):
+            queued = await pool.zrange(queue_name(s.redis, HIGH), 0, -1)
+            assert [j.decode() for j in queued] == [f"{cron_name(s, SWEEP)}:{int(tick.timestamp() * 1000)}"]
+    finally:
+        for s, pool in zip(hubs, pools):
+            await pool.delete(queue_name(s.redis, HIGH), job_key_prefix + f"{cron_name(s, SWEEP)}:{int(tick.timestamp() * 1000)}")
+            await pool.aclose()
