@@ -59,15 +59,36 @@ class Cluster:
 
     def primary_of(self, key: str) -> int:
         """The port of the primary that serves ``key``'s slot now."""
-        slot = key_slot(key.encode())
+        return self.primary_of_slot(key_slot(key.encode()))
+
+    def primary_of_slot(self, slot: int) -> int:
         with redis.Redis(host=HOST, port=self.alive(), socket_timeout=2) as r:
             for first, last, primary, *_ in r.execute_command("CLUSTER SLOTS"):
                 if int(first) <= slot <= int(last):
                     return int(primary[1])
         raise AssertionError(f"slot {slot} is not served")
 
+    def primaries(self) -> set[int]:
+        with redis.Redis(host=HOST, port=self.alive(), socket_timeout=2) as r:
+            return {int(primary[1]) for _, _, primary, *_ in r.execute_command("CLUSTER SLOTS")}
+
     def alive(self) -> int:
         return next(p for p in range(self.first, self.first + 6) if not port_free(HOST, p))
+
+    def move_slot(self, slot: int, to: int) -> None:
+        """Migrate ``slot`` (keys and all) to the primary on port ``to``, as
+        ``redis-cli --cluster reshard`` does: IMPORTING, MIGRATING, MIGRATE, then NODE."""
+        source, primaries = self.primary_of_slot(slot), self.primaries()
+        with redis.Redis(host=HOST, port=source, socket_timeout=5) as src, \
+                redis.Redis(host=HOST, port=to, socket_timeout=5) as dst:
+            src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", HOST, to, "", 0, 5000, "KEYS", *keys)
+        for port in [to, source, *(primaries - {to, source})]:  # the new owner first
+            with redis.Redis(host=HOST, port=port, socket_timeout=2) as r:
+                r.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
     def kill_9(self, port: int) -> None:
         pid = int((self.state_dir / f"redis-{port}" / "redis.pid").read_text())
@@ -151,6 +172,40 @@ async def test_the_subscriber_follows_slots_and_resubscribes_after_a_primary_die
         got.clear()
         await until(publish_all, 20, "publishing after the failover")
         await until(lambda: _true(set(got) == {c.encode() for c in channels}), 10, "every message after")
+    finally:
+        await sub.stop()
+        await client.aclose()
+
+
+async def test_the_subscriber_follows_a_slot_that_moves(cluster: Cluster, healed: Settings) -> None:
+    """A slot migrated to another primary (a reshard): its old owner unsubscribes the
+    slot's channels (``sunsubscribe``), and the subscriber subscribes them again on the
+    new owner, reports them as resumed, and gets their messages from there."""
+    client = connect(healed.redis)
+    got: list[bytes] = []
+    resumed: list[str] = []
+
+    async def on_messages(batch: list[bytes]) -> None:
+        got.extend(batch)
+
+    sub = ShardedSubscriber(healed.redis.url, OutageLog("test subscriber", logging.getLogger(__name__)),
+                            on_messages, resumed.extend)
+    await sub.start()
+    try:
+        k = Keys(healed.redis.key_prefix, "t1")
+        moving, staying = k.channel(f"user:{uid('m')}"), k.channel(f"user:{uid('s')}")
+        await asyncio.wait_for(asyncio.gather(sub.subscribe(moving), sub.subscribe(staying)), 10)
+        slot, old = key_slot(moving.encode()), cluster.primary_of(moving)
+        new = next(p for p in sorted(cluster.primaries()) if p != old)
+        await asyncio.to_thread(cluster.move_slot, slot, new)
+        assert cluster.primary_of(moving) == new
+
+        await until(lambda: _true(moving in resumed), 10, "the moved channel resubscribed")
+        assert staying not in resumed
+        assert any(n[1] == new and moving in link.channels for n, link in sub.links.items())
+        for c in (moving, staying):
+            await client.execute_command("SPUBLISH", c, c)  # type: ignore[no-untyped-call]
+        await until(lambda: _true(sorted(got) == sorted([moving.encode(), staying.encode()])), 5, "both messages")
     finally:
         await sub.stop()
         await client.aclose()
