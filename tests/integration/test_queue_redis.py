@@ -81,7 +81,11 @@ async def test_intake_and_a_worker_with_the_queues_on_a_redis_of_their_own(
         url = f"redis+sentinel://{HOST}:{request.getfixturevalue('sentinel_port')}/{MASTER}"
     else:
         url = f"redis://{HOST}:{queue_port}/0"
-    s = dataclasses.replace(settings, queue=QueueSettings(url=url))
+    # A key prefix of its own: the queue Redis of the other variant had the same port,
+    # and a late write of that variant's stopped worker (arq finishes a job in a shielded
+    # task) could land in this one's queue.
+    s = dataclasses.replace(settings, queue=QueueSettings(url=url),
+                            redis=dataclasses.replace(settings.redis, key_prefix=f"{settings.redis.key_prefix}:{uid('q')}"))
     assert s.queue_apart
     hub = await open_hub(s)
     try:
