@@ -86,7 +86,8 @@ class HubCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
-        super().pipeline(transaction, shard_hint)  # its argument checks
+        if transaction or shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refuses them, as redis-py does
         return _Pipeline(self)  # type: ignore[abstract]  # as in redis-py: pools are per node
 
 

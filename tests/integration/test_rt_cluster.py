@@ -10,6 +10,7 @@ replica) before the next test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,20 +133,31 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str)
         await asyncio.sleep(0.1)
 
 
-async def test_the_subscriber_follows_slots_and_resubscribes_after_a_primary_dies(
-    cluster: Cluster, healed: Settings
-) -> None:
-    client = connect(healed.redis)
+@contextlib.asynccontextmanager
+async def listening(settings: Settings) -> AsyncIterator[tuple[Any, ShardedSubscriber, list[bytes], list[str]]]:
+    """A cluster client to publish with, and a started subscriber with the messages it got
+    and the channels it reported resumed."""
+    client = connect(settings.redis)
     got: list[bytes] = []
     resumed: list[str] = []
 
     async def on_messages(batch: list[bytes]) -> None:
         got.extend(batch)
 
-    sub = ShardedSubscriber(healed.redis.url, OutageLog("test subscriber", logging.getLogger(__name__)),
+    sub = ShardedSubscriber(settings.redis.url, OutageLog("test subscriber", logging.getLogger(__name__)),
                             on_messages, resumed.extend)
     await sub.start()
     try:
+        yield client, sub, got, resumed
+    finally:
+        await sub.stop()
+        await client.aclose()
+
+
+async def test_the_subscriber_follows_slots_and_resubscribes_after_a_primary_dies(
+    cluster: Cluster, healed: Settings
+) -> None:
+    async with listening(healed) as (client, sub, got, resumed):
         k = Keys(healed.redis.key_prefix, "t1")
         channels = [k.channel(f"user:{uid('c')}") for _ in range(60)]
         await asyncio.wait_for(asyncio.gather(*(sub.subscribe(c) for c in channels)), 10)
@@ -172,26 +184,13 @@ async def test_the_subscriber_follows_slots_and_resubscribes_after_a_primary_die
         got.clear()
         await until(publish_all, 20, "publishing after the failover")
         await until(lambda: _true(set(got) == {c.encode() for c in channels}), 10, "every message after")
-    finally:
-        await sub.stop()
-        await client.aclose()
 
 
 async def test_the_subscriber_follows_a_slot_that_moves(cluster: Cluster, healed: Settings) -> None:
     """A slot migrated to another primary (a reshard): its old owner unsubscribes the
     slot's channels (``sunsubscribe``), and the subscriber subscribes them again on the
     new owner, reports them as resumed, and gets their messages from there."""
-    client = connect(healed.redis)
-    got: list[bytes] = []
-    resumed: list[str] = []
-
-    async def on_messages(batch: list[bytes]) -> None:
-        got.extend(batch)
-
-    sub = ShardedSubscriber(healed.redis.url, OutageLog("test subscriber", logging.getLogger(__name__)),
-                            on_messages, resumed.extend)
-    await sub.start()
-    try:
+    async with listening(healed) as (client, sub, got, resumed):
         k = Keys(healed.redis.key_prefix, "t1")
         moving, staying = k.channel(f"user:{uid('m')}"), k.channel(f"user:{uid('s')}")
         await asyncio.wait_for(asyncio.gather(sub.subscribe(moving), sub.subscribe(staying)), 10)
@@ -206,9 +205,6 @@ async def test_the_subscriber_follows_a_slot_that_moves(cluster: Cluster, healed
         for c in (moving, staying):
             await client.execute_command("SPUBLISH", c, c)  # type: ignore[no-untyped-call]
         await until(lambda: _true(sorted(got) == sorted([moving.encode(), staying.encode()])), 5, "both messages")
-    finally:
-        await sub.stop()
-        await client.aclose()
 
 
 async def _true(v: bool) -> bool:
